@@ -1,0 +1,257 @@
+"""Every setting as a typed pydantic model; the defaults are the reference StereoNet/SceneFlow recipe.
+
+A config is built from the defaults, then a YAML file, then `--set section.key=value` overrides,
+in that order. Unknown keys and wrong types are refused with the key's dotted path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stereokit.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """StereoNet as the reference toolchain builds it."""
+
+    maxdisp: int = Field(192, gt=0, description="largest disparity in pixels; a multiple of 16")
+    out_channels: list[int] = Field(
+        [32, 32, 64, 128, 128, 16],
+        description="neck: stem, 1/4, 1/8, 1/16, 1/16 stages, then the concat feature",
+    )
+    groups: int = Field(32, gt=0, description="group-wise correlation groups")
+    agg_channels: int = Field(32, gt=0, description="3D aggregation width")
+    agg_blocks: int = Field(4, ge=0, description="32->32 3D convs between the first and last")
+    refine_levels: int = Field(4, ge=0, le=4, description="refinements at 1/8, 1/4, 1/2, 1/1")
+    refine_channels: int = Field(32, gt=0)
+    refine_dilations: list[int] = Field([1, 2, 4, 8, 1, 1], description="one residual block each")
+    loss_weights: list[float] = Field([0.3, 0.3, 0.5, 0.5, 1.0], description="coarse, then each refinement")
+
+    @field_validator("out_channels")
+    @classmethod
+    def _six_channels(cls, v: list[int]) -> list[int]:
+        if len(v) != 6 or any(c <= 0 for c in v):
+            raise ValueError("needs six positive channel counts (stem, 4 stages, concat feature)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelConfig":
+        if self.maxdisp % 16:
+            raise ValueError(f"maxdisp {self.maxdisp} must be a multiple of 16 (the cost volume is at 1/16)")
+        matching = self.out_channels[3] + self.out_channels[4]
+        if matching % self.groups:
+            raise ValueError(f"groups {self.groups} must divide the matching feature's {matching} channels")
+        if len(self.loss_weights) != self.refine_levels + 1:
+            raise ValueError(f"loss_weights needs refine_levels + 1 = {self.refine_levels + 1} values")
+        return self
+
+    @property
+    def num_disparities(self) -> int:
+        return self.maxdisp // 16
+
+
+class DataConfig(_Section):
+    """Where the data is and how a sample becomes a tensor."""
+
+    data_dir: Path = Field(Path("data/SceneFlow"), description="SceneFlow tree (for folder datasets)")
+    train_lmdb: Path = Field(Path("data/lmdb/train_lmdb"))
+    test_lmdb: Path = Field(Path("data/lmdb/test_lmdb"))
+    format: Literal["lmdb", "folder"] = "lmdb"
+    crop: tuple[int, int] = Field((256, 512), description="train crop (height, width)")
+    rgb_input: bool = Field(False, description="images arrive as RGB rather than OpenCV's BGR")
+    mean: float = 128.0
+    std: float = 128.0
+    num_workers: int = Field(4, ge=0)
+
+    @field_validator("crop")
+    @classmethod
+    def _crop(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] <= 0 or v[1] <= 0 or v[0] % 32 or v[1] % 32:
+            raise ValueError(f"crop {list(v)} must be positive multiples of 32")
+        return v
+
+
+class FloatTrainConfig(_Section):
+    """Float stage: Adam, weight decay on weights only, cosine LR with linear warmup."""
+
+    batch_size: int = Field(16, gt=0, description="images per process (per GPU)")
+    epochs: int = Field(200, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many steps (overrides epochs)")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(4e-5, ge=0)
+    warmup_epochs: float = Field(10, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    val_every_epochs: int = Field(1, gt=0)
+    log_every_steps: int = Field(20, gt=0)
+    checkpoint_every_steps: int = Field(500, gt=0)
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="autocast on CUDA only")
+    sync_bn: bool = True
+    grad_clip: float | None = Field(None, gt=0)
+
+
+class CalibrationConfig(_Section):
+    """Observers only: no gradient step."""
+
+    steps: int = Field(20, gt=0)
+    batch_size: int = Field(16, gt=0)
+    observer: Literal["percentile", "minmax"] = "percentile"
+    percentile: float = Field(99.985, gt=50, le=100)
+
+
+class QatTrainConfig(_Section):
+    """Fake-quant fine-tuning from the calibrated model."""
+
+    batch_size: int = Field(16, gt=0)
+    epochs: int = Field(40, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(4e-5, ge=0)
+    lr_milestones: list[int] = Field([20, 35], description="epochs at which the LR is multiplied by gamma")
+    gamma: float = Field(0.1, gt=0, le=1)
+    freeze_bn_after_steps: int = Field(0, ge=0)
+    freeze_observers_after_steps: int = Field(0, ge=0)
+    val_every_epochs: int = Field(1, gt=0)
+    log_every_steps: int = Field(20, gt=0)
+    checkpoint_every_steps: int = Field(500, gt=0)
+
+
+class TrainConfig(_Section):
+    float: FloatTrainConfig = FloatTrainConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    qat: QatTrainConfig = QatTrainConfig()
+
+
+class QuantConfig(_Section):
+    """The quantization contract: int8 per-channel symmetric weights, per-tensor activations."""
+
+    weight_dtype: Literal["int8"] = "int8"
+    activation_dtype: Literal["uint8", "int8"] = "uint8"
+    int16_modules: list[str] = Field(
+        default_factory=lambda: ["head.soft_argmin", "head.refine"],
+        description="module-name prefixes whose activations are kept at 16 bits",
+    )
+    float_modules: list[str] = Field(default_factory=list, description="module names deliberately left in float")
+
+
+class DeployConfig(_Section):
+    input_height: int = Field(544, gt=0)
+    input_width: int = Field(960, gt=0)
+    opset: int = Field(17, ge=17)
+    target: str = "bpu-sim"
+
+    @model_validator(mode="after")
+    def _multiple_of_32(self) -> "DeployConfig":
+        if self.input_height % 32 or self.input_width % 32:
+            raise ValueError(f"input {self.input_height}x{self.input_width} must be a multiple of 32")
+        return self
+
+
+class StereokitConfig(_Section):
+    seed: int = 0
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    quant: QuantConfig = QuantConfig()
+    deploy: DeployConfig = DeployConfig()
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if not isinstance(p, int)) or "<root>"
+
+
+def _validation_sentence(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    path = _dotted(first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown config key '{path}'."
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{source}: bad value for '{path}': {msg}."
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{part}' is a value, not a section.")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`section.key=value` with the value read as YAML (so 1e-3, [1, 2] and true work)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected section.key=value.")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: config file cannot be read ({exc.__class__.__name__}).") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of sections, not a {type(data).__name__}.")
+    return data
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> StereokitConfig:
+    """Defaults, then the YAML file, then each `--set` override."""
+    tree: dict[str, Any] = read_yaml(path) if path is not None else {}
+    set_keys: list[str] = []
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+        set_keys.append(key)
+    try:
+        return StereokitConfig.model_validate(tree)
+    except ValidationError as err:
+        bad = _dotted(err.errors()[0]["loc"])
+        from_set = any(bad == k or bad.startswith(k + ".") or k.startswith(bad + ".") for k in set_keys)
+        source = "--set" if from_set or path is None else str(path)
+        raise ConfigError(_validation_sentence(err, source)) from None
+
+
+def config_from_dict(tree: dict[str, Any], source: str) -> StereokitConfig:
+    try:
+        return StereokitConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_validation_sentence(err, source)) from None
+
+
+def config_to_yaml(cfg: StereokitConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def config_hash(cfg: StereokitConfig) -> str:
+    """A stable hash of the resolved config, recorded in the run manifest."""
+    canon = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()

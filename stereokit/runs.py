@@ -1,0 +1,245 @@
+"""The run directory: versioned manifests, atomic writes and hashed artifacts.
+
+Layout (see docs/concepts.md):
+    runs/<name>/run.json, config.yaml, float/, calibration/, qat/, export/, compile/
+Every stage directory holds a `stage.json` (StageRecord). A later stage trusts a parent only
+when its record says finished, has our schema version and every output still has its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stereokit import __version__
+from stereokit.config import StereokitConfig, config_from_dict, config_hash, config_to_yaml, read_yaml
+from stereokit.errors import StageError
+
+SCHEMA_VERSION = 1
+STAGES = ("float", "calibration", "qat", "export", "compile")
+# What a user runs to produce each stage: named in every "run this first" sentence.
+STAGE_COMMAND = {
+    "float": "stereokit train --stage float",
+    "calibration": "stereokit calibrate",
+    "qat": "stereokit qat",
+    "export": "stereokit export",
+    "compile": "stereokit compile",
+}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it.
+
+    A crash leaves either the old file or the new one, never a torn one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Artifact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="relative to the run directory")
+    sha256: str
+    bytes: int
+
+
+class StageRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    stage: str
+    status: Literal["running", "finished", "failed", "interrupted"] = "running"
+    started: str = Field(default_factory=now_iso)
+    finished: str | None = None
+    config_hash: str = ""
+    inputs: list[Artifact] = Field(default_factory=list)
+    outputs: list[Artifact] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+class RunManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    stereokit_version: str = __version__
+    created: str = Field(default_factory=now_iso)
+    config_hash: str
+    stages: dict[str, str] = Field(default_factory=dict, description="stage -> status")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"stereokit": __version__, "python": platform.python_version()}
+    for name in ("torch", "onnx", "onnxruntime", "numpy"):
+        try:
+            module = __import__(name)
+            versions[name] = str(getattr(module, "__version__", "?"))
+        except ImportError:
+            pass
+    return versions
+
+
+def artifact(run_dir: Path, path: Path) -> Artifact:
+    path = Path(path)
+    return Artifact(path=str(path.relative_to(run_dir)), sha256=sha256_file(path), bytes=path.stat().st_size)
+
+
+def _read_model(path: Path, model: type[BaseModel], what: str) -> Any:
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValidationError, ValueError):
+        raise StageError(f"{path}: not a valid {what}; the file is damaged or from another tool.") from None
+
+
+def read_manifest(run_dir: Path) -> RunManifest | None:
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        return None
+    manifest = _read_model(path, RunManifest, "run manifest")
+    if manifest.schema_version != SCHEMA_VERSION:
+        raise StageError(
+            f"{path}: run schema version {manifest.schema_version} is not {SCHEMA_VERSION}; "
+            "start a new run directory."
+        )
+    return manifest
+
+
+def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
+    atomic_write_text(Path(run_dir) / "run.json", manifest.model_dump_json(indent=2))
+
+
+def init_run(run_dir: Path, cfg: StereokitConfig) -> RunManifest:
+    """Create the run directory or reopen it; the config must be the one the run was made with
+    once any stage has finished, so stages never mix settings silently."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    digest = config_hash(cfg)
+    if manifest is not None and manifest.config_hash != digest:
+        if any(status == "finished" for status in manifest.stages.values()):
+            raise StageError(
+                f"{run_dir}: this run was made with another config; use its config.yaml "
+                "(--config) or a new --run-dir."
+            )
+        manifest.config_hash = digest
+    if manifest is None:
+        manifest = RunManifest(config_hash=digest)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
+    write_manifest(run_dir, manifest)
+    return manifest
+
+
+def run_config(run_dir: Path) -> StereokitConfig:
+    """The config a run was made with (its config.yaml)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise StageError(f"{run_dir}: not a stereokit run directory (no config.yaml); run '{STAGE_COMMAND['float']}' first.")
+    return config_from_dict(read_yaml(path), str(path))
+
+
+def stage_dir(run_dir: Path, stage: str) -> Path:
+    return Path(run_dir) / stage
+
+
+def write_stage_record(run_dir: Path, record: StageRecord) -> None:
+    atomic_write_text(stage_dir(run_dir, record.stage) / "stage.json", record.model_dump_json(indent=2))
+    manifest = read_manifest(run_dir) or RunManifest(config_hash=record.config_hash)
+    manifest.stages[record.stage] = record.status
+    write_manifest(run_dir, manifest)
+
+
+def read_stage_record(run_dir: Path, stage: str) -> StageRecord | None:
+    path = stage_dir(run_dir, stage) / "stage.json"
+    if not path.exists():
+        return None
+    return _read_model(path, StageRecord, "stage record")
+
+
+def finish_stage(run_dir: Path, record: StageRecord, outputs: list[Path], metrics: dict[str, Any]) -> StageRecord:
+    record.outputs = [artifact(run_dir, p) for p in outputs]
+    record.metrics = metrics
+    record.status = "finished"
+    record.finished = now_iso()
+    record.versions = library_versions()
+    write_stage_record(run_dir, record)
+    return record
+
+
+def require_stage(run_dir: Path, stage: str) -> StageRecord:
+    """The parent stage's record, verified; otherwise one sentence naming what to run first."""
+    run_dir = Path(run_dir)
+    run_first = STAGE_COMMAND.get(stage, f"the {stage} stage")
+    record = read_stage_record(run_dir, stage)
+    if record is None:
+        raise StageError(f"{stage_dir(run_dir, stage)}: no {stage} stage here; run '{run_first}' first.")
+    if record.schema_version != SCHEMA_VERSION:
+        raise StageError(
+            f"{stage_dir(run_dir, stage)}: {stage} stage has schema version {record.schema_version}, "
+            f"this stereokit reads {SCHEMA_VERSION}; run '{run_first}' again."
+        )
+    if record.status != "finished":
+        raise StageError(f"{stage_dir(run_dir, stage)}: the {stage} stage is {record.status}, not finished; run '{run_first}' (with --resume where it applies).")
+    for out in record.outputs:
+        path = run_dir / out.path
+        if not path.exists():
+            raise StageError(f"{path}: missing, though the {stage} stage record lists it; run '{run_first}' again.")
+        if path.stat().st_size != out.bytes or sha256_file(path) != out.sha256:
+            raise StageError(f"{path}: its sha256 does not match the {stage} stage record (changed since it was written); run '{run_first}' again.")
+    return record

@@ -1,0 +1,1 @@
+"""One module per subcommand: typed arguments in, a pydantic result out."""

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stereokit.config import StereokitConfig, config_hash, config_to_yaml, load_config
+from stereokit.errors import ConfigError
+
+
+def test_defaults_are_the_reference_recipe() -> None:
+    cfg = StereokitConfig()
+    assert cfg.model.maxdisp == 192 and cfg.model.num_disparities == 12
+    assert cfg.model.out_channels == [32, 32, 64, 128, 128, 16]
+    assert cfg.model.groups == 32 and cfg.model.refine_levels == 4
+    assert cfg.model.loss_weights == [0.3, 0.3, 0.5, 0.5, 1.0]
+    assert cfg.data.crop == (256, 512) and cfg.data.mean == 128 and cfg.data.std == 128
+    f = cfg.train.float
+    assert (f.lr, f.weight_decay, f.warmup_epochs, f.epochs, f.batch_size) == (1e-3, 4e-5, 10, 200, 16)
+    c = cfg.train.calibration
+    assert (c.steps, c.observer, c.percentile) == (20, "percentile", 99.985)
+    q = cfg.train.qat
+    assert (q.lr, q.epochs, q.gamma) == (5e-5, 40, 0.1)
+    assert (cfg.deploy.input_height, cfg.deploy.input_width, cfg.deploy.opset) == (544, 960, 17)
+
+
+def test_yaml_file_then_set_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  maxdisp: 64\ntrain:\n  float:\n    lr: 0.01\n")
+    cfg = load_config(path, ["train.float.lr=2e-3", "data.crop=[128, 256]"])
+    assert cfg.model.maxdisp == 64
+    assert cfg.train.float.lr == 2e-3
+    assert cfg.data.crop == (128, 256)
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    cfg = load_config(None, ["model.maxdisp=96", "seed=7"])
+    path = tmp_path / "out.yaml"
+    path.write_text(config_to_yaml(cfg))
+    again = load_config(path)
+    assert again == cfg and config_hash(again) == config_hash(cfg)
+    assert config_hash(StereokitConfig()) != config_hash(cfg)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["model.maxdisp_typo=3"], "unknown config key 'model.maxdisp_typo'"),
+        (["train.float.lr=fast"], "'train.float.lr'"),
+        (["model.maxdisp=-16"], "'model.maxdisp'"),
+        (["model.maxdisp=100"], "multiple of 16"),
+        (["data.crop=[250, 512]"], "'data.crop'"),
+        (["deploy.input_height=540"], "multiple of 32"),
+        (["nosuchsection.key=1"], "unknown config key 'nosuchsection'"),
+        (["model.maxdisp"], "expected section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_dotted_path(overrides: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert needle in str(err.value)
+    assert err.value.exit_code == 2
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(listy)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump({"model": {"groups": "many"}}))
+    with pytest.raises(ConfigError, match=r"wrong.yaml: bad value for 'model.groups'"):
+        load_config(wrong)
