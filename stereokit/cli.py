@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+pack_app = typer.Typer(help="Pack a dataset into LMDB.", no_args_is_help=True)
+app.add_typer(pack_app, name="pack")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -109,6 +111,53 @@ def calops(
     table.add_section()
     table.add_row("total", f"{result.params:,}", f"{result.macs / 1e9:.3f} G", "100.0%", style="bold")
     console.print(table)
+
+
+@app.command()
+@user_errors
+def synth(
+    out: Path = typer.Option(..., "--out", help="Folder to write the SceneFlow-format tree into."),
+    num_train: int = typer.Option(200, "--num-train", help="Training pairs."),
+    num_test: int = typer.Option(40, "--num-test", help="Test pairs."),
+    height: int = typer.Option(256, "--height"),
+    width: int = typer.Option(512, "--width"),
+    maxdisp: float = typer.Option(64, "--maxdisp", help="Largest disparity in the scenes (pixels)."),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(1, "--workers", help="Processes writing pairs in parallel."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+) -> None:
+    """Generate FlyingThings-like stereo pairs with exact disparity, in SceneFlow's layout.
+
+    Example: stereokit synth --out data/synth --num-train 200 --num-test 40 --workers 2
+    """
+    from stereokit.services.synth import run_synth
+
+    r = run_synth(out, num_train, num_test, height, width, maxdisp, seed, workers, force)
+    console.print(f"wrote {r.num_train} train and {r.num_test} test pairs ({r.width}x{r.height}, maxdisp {r.maxdisp:g}) to {r.out}")
+
+
+@pack_app.command("sceneflow")
+@user_errors
+def pack_sceneflow(
+    src_data_dir: Path = typer.Option(..., "--src-data-dir", help="The SceneFlow tree (or a synth output)."),
+    split_name: str = typer.Option(..., "--split-name", help="train or test."),
+    target_data_dir: Path = typer.Option(..., "--target-data-dir", help="Writes <dir>/<split>_lmdb."),
+    pack_type: str = typer.Option("lmdb", "--pack-type", help="Only lmdb."),
+    num_workers: int = typer.Option(1, "--num-workers", help="Processes reading and encoding pairs."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing pack or an interrupted one of another list."),
+    max_map_size_mb: int = typer.Option(1 << 20, "--max-map-size", help="Largest LMDB map in MiB (the map grows up to it)."),
+) -> None:
+    """Pack one SceneFlow split into LMDB; an interrupted pack resumes on the next run.
+
+    Example: stereokit pack sceneflow --src-data-dir data/SceneFlow --split-name train --pack-type lmdb --num-workers 4 --target-data-dir data/lmdb
+    """
+    from stereokit.services.pack import run_pack
+
+    r = run_pack(src_data_dir, split_name, target_data_dir, pack_type, num_workers, force, max_map_size_mb)  # type: ignore[arg-type]
+    if r.note:
+        console.print(r.note)
+    resumed = f", resumed after {r.resumed_from}" if r.resumed_from else ""
+    console.print(f"packed {r.count} pairs into {r.target} ({r.bytes / 2**20:.1f} MiB{resumed})")
 
 
 def main() -> None:

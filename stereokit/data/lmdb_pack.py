@@ -1,0 +1,276 @@
+"""Packing a SceneFlow split into LMDB, resumably, and never leaving a partial pack looking whole.
+
+A pack is written into `<target>.partial/` and renamed to `<target>/` only after its metadata
+record is in. A `.partial` of the same list is resumed; of another list, refused (or, with
+--force, started over). The map grows by doubling on MapFullError up to `max_map_size`.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import lmdb
+import numpy as np
+
+from stereokit import __version__
+from stereokit.data.records import decode_record, encode_record
+from stereokit.data.sceneflow import Sample, decode_image, read_pair
+from stereokit.errors import DataError
+
+META_KEY = b"__meta__"
+PROGRESS_KEY = b"__progress__"
+LMDB_SCHEMA_VERSION = 1
+INITIAL_MAP_SIZE = 64 << 20
+BATCH_RECORDS = 32
+
+
+def record_key(index: int) -> bytes:
+    return b"%08d" % index
+
+
+def list_digest(samples: list[Sample]) -> str:
+    return hashlib.sha256("".join(s.line() + "\n" for s in samples).encode()).hexdigest()
+
+
+def partial_path(target: Path) -> Path:
+    return target.with_name(target.name + ".partial")
+
+
+@dataclass
+class PackStats:
+    target: Path
+    count: int
+    written: int
+    resumed_from: int
+    bytes: int
+    shapes: list[list[int]] = field(default_factory=list)
+
+
+def encode_sample(data_dir: Path, sample: Sample) -> tuple[bytes, tuple[int, int]]:
+    """Read and check one pair, keep PNG bytes as they are, compress the disparity losslessly."""
+    pair = read_pair(data_dir, sample)
+    encoded = [
+        raw if name.lower().endswith(".png") else cv2.imencode(".png", image)[1].tobytes()
+        for raw, name, image in ((pair.left_bytes, sample.left, pair.left), (pair.right_bytes, sample.right, pair.right))
+    ]
+    record = encode_record(encoded[0], encoded[1], pair.disp, [sample.left, sample.right, sample.disp])
+    return record, pair.disp.shape
+
+
+def read_meta(env: lmdb.Environment, key: bytes = META_KEY) -> dict | None:
+    with env.begin() as txn:
+        value = txn.get(key)
+    if value is None:
+        return None
+    try:
+        meta = json.loads(value)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _open_for_write(path: Path, map_size: int) -> lmdb.Environment:
+    path.mkdir(parents=True, exist_ok=True)
+    return lmdb.open(str(path), map_size=map_size, subdir=True, readahead=False, meminit=False)
+
+
+def _put_batch(env: lmdb.Environment, items: list[tuple[bytes, bytes]], max_map_size: int, where: Path) -> None:
+    """Write items in one transaction, doubling the map on MapFullError up to max_map_size."""
+    while True:
+        try:
+            with env.begin(write=True) as txn:
+                for key, value in items:
+                    txn.put(key, value)
+            return
+        except lmdb.MapFullError:
+            current = env.info()["map_size"]
+            if current >= max_map_size:
+                raise DataError(
+                    f"{where}: the LMDB is full at its map size limit of {max_map_size >> 20} MiB; "
+                    "free disk space or raise --max-map-size, then re-run to resume."
+                ) from None
+            env.set_mapsize(min(current * 2, max_map_size))
+        except lmdb.Error as exc:
+            if "No space" in str(exc) or "ENOSPC" in str(exc):
+                raise DataError(f"{where}: the disk is full; free space, then re-run to resume.") from None
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DataError(f"{where}: the disk is full; free space, then re-run to resume.") from None
+            raise
+
+
+def pack_lmdb(
+    data_dir: Path,
+    samples: list[Sample],
+    target: Path,
+    source_list: str,
+    num_workers: int = 1,
+    force: bool = False,
+    max_map_size: int = 1 << 40,
+    on_progress: Callable[[int], None] | None = None,
+    limit: int | None = None,
+    initial_map_size: int = INITIAL_MAP_SIZE,
+) -> PackStats:
+    """Pack `samples` into `target`. `limit` stops after that many new records (a test hook for
+    interrupting a pack without killing it); the pack stays `.partial` then."""
+    target = Path(target)
+    if target.exists() and not force:
+        raise DataError(f"{target}: already exists; pass --force to replace it.")
+    work = partial_path(target)
+    digest = list_digest(samples)
+    if work.exists():
+        env = lmdb.open(str(work), readonly=True, lock=False) if (work / "data.mdb").exists() else None
+        progress = read_meta(env, PROGRESS_KEY) if env is not None else None
+        if env is not None:
+            env.close()
+        if progress is None or progress.get("list_sha256") != digest:
+            if not force:
+                raise DataError(
+                    f"{work}: an interrupted pack of another list is here; pass --force to start over."
+                )
+            shutil.rmtree(work)
+    env = _open_for_write(work, min(initial_map_size, max_map_size))
+    try:
+        _put_batch(env, [(PROGRESS_KEY, json.dumps({"list_sha256": digest}).encode())], max_map_size, work)
+        with env.begin() as txn:
+            done = {i for i in range(len(samples)) if txn.get(record_key(i)) is not None}
+        pending = [i for i in range(len(samples)) if i not in done]
+        if limit is not None:
+            pending = pending[:limit]
+        if on_progress and done:
+            on_progress(len(done))
+        shapes: set[tuple[int, int]] = set()
+        written = 0
+        encode = partial(encode_sample, Path(data_dir))
+        batch: list[tuple[bytes, bytes]] = []
+
+        def results():
+            todo = [samples[i] for i in pending]
+            if num_workers <= 1:
+                yield from map(encode, todo)
+                return
+            with multiprocessing.get_context().Pool(num_workers) as pool:
+                yield from pool.imap(encode, todo, chunksize=4)
+
+        for index, (record, shape) in zip(pending, results()):
+            batch.append((record_key(index), record))
+            shapes.add(tuple(shape))
+            if len(batch) >= BATCH_RECORDS:
+                _put_batch(env, batch, max_map_size, work)
+                written += len(batch)
+                if on_progress:
+                    on_progress(len(batch))
+                batch = []
+        if batch:
+            _put_batch(env, batch, max_map_size, work)
+            written += len(batch)
+            if on_progress:
+                on_progress(len(batch))
+        count = len(done) + written
+        if count < len(samples):
+            return PackStats(work, count, written, len(done), _size(work), sorted(list(s) for s in shapes))
+        with env.begin() as txn:
+            for i in done:  # shapes of records an earlier, interrupted run wrote
+                value = txn.get(record_key(i))
+                shapes.add(tuple(decode_record(value, str(work))[2].shape))
+        meta = {
+            "count": len(samples),
+            "source_list": source_list,
+            "list_sha256": digest,
+            "shapes": sorted(list(s) for s in shapes),
+            "stereokit_version": __version__,
+            "schema_version": LMDB_SCHEMA_VERSION,
+        }
+        _put_batch(env, [(META_KEY, json.dumps(meta).encode())], max_map_size, work)
+        env.sync(True)
+    finally:
+        env.close()
+    _swap_into_place(work, target)
+    return PackStats(target, len(samples), written, len(done), _size(target), meta["shapes"])
+
+
+def _swap_into_place(work: Path, target: Path) -> None:
+    old = target.with_name(target.name + ".old")
+    if target.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        target.rename(old)
+    work.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).glob("*.mdb"))
+
+
+# LMDB allows one environment per file per process: every reader in a process shares it.
+_OPEN: dict[tuple[int, str], lmdb.Environment] = {}
+
+
+def _cached_env(path: Path) -> lmdb.Environment | None:
+    pid = os.getpid()
+    for key in [k for k in _OPEN if k[0] != pid]:
+        # Inherited through fork: the parent's handle must not be used here; py-lmdb would still
+        # call its file "already open", so close the child's copy and open afresh.
+        _OPEN.pop(key).close()
+    env = _OPEN.get((pid, str(path.resolve())))
+    if env is None:
+        return None
+    try:
+        env.info()
+    except lmdb.Error:
+        return None
+    return env
+
+
+def open_packed(path: Path) -> tuple[lmdb.Environment, dict]:
+    """Open a finished pack read-only without a lock file (safe for many reader processes)."""
+    path = Path(path)
+    if not path.exists():
+        hint = " (an interrupted pack is beside it; re-run pack to resume)" if partial_path(path).exists() else ""
+        raise DataError(f"{path}: LMDB not found{hint}; run 'stereokit pack sceneflow' first.")
+    if not (path / "data.mdb").is_file():
+        raise DataError(f"{path}: not an LMDB directory (no data.mdb); run 'stereokit pack sceneflow'.")
+    env = _cached_env(path)
+    if env is None:
+        try:
+            env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True, max_readers=512)
+        except lmdb.Error as exc:
+            raise DataError(f"{path}: cannot open the LMDB ({exc}); re-pack it.") from None
+        _OPEN[(os.getpid(), str(path.resolve()))] = env
+    meta = read_meta(env)
+    if meta is None or not isinstance(meta.get("count"), int):
+        env.close()
+        raise DataError(f"{path}: the LMDB has no metadata record, so it is incomplete; re-pack it.")
+    if meta.get("schema_version") != LMDB_SCHEMA_VERSION:
+        env.close()
+        raise DataError(f"{path}: LMDB schema version {meta.get('schema_version')} is not {LMDB_SCHEMA_VERSION}; re-pack it.")
+    if meta["count"] == 0:
+        env.close()
+        raise DataError(f"{path}: the LMDB is empty; re-pack it from a split with samples.")
+    return env, meta
+
+
+def read_packed_sample(env: lmdb.Environment, index: int, where: str) -> dict[str, np.ndarray]:
+    with env.begin(buffers=False) as txn:
+        value = txn.get(record_key(index))
+    if value is None:
+        raise DataError(f"{where}: record {index} is missing; re-pack the data.")
+    left, right, disp, names = decode_record(value, f"{where}[{index}]")
+    return {
+        "imgl": decode_image(left, f"{where}[{index}] {names[0] if names else 'left'}"),
+        "imgr": decode_image(right, f"{where}[{index}] {names[1] if len(names) > 1 else 'right'}"),
+        "disp": disp,
+    }

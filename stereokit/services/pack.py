@@ -1,0 +1,59 @@
+"""`stereokit pack sceneflow`: one split of a SceneFlow tree into `<target>/<split>_lmdb`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from stereokit.data.lmdb_pack import pack_lmdb
+from stereokit.data.sceneflow import list_path, read_split
+from stereokit.errors import StereokitError
+from stereokit.progress import progress_bar
+
+
+class PackResult(BaseModel):
+    target: Path
+    split: str
+    count: int
+    written: int
+    resumed_from: int
+    bytes: int
+    shapes: list[list[int]]
+    complete: bool
+    note: str | None = None
+
+
+def run_pack(
+    src_data_dir: Path,
+    split_name: Literal["train", "test"],
+    target_data_dir: Path,
+    pack_type: str = "lmdb",
+    num_workers: int = 1,
+    force: bool = False,
+    max_map_size_mb: int = 1 << 20,
+    show_progress: bool = True,
+    limit: int | None = None,
+) -> PackResult:
+    if pack_type != "lmdb":
+        raise StereokitError(f"--pack-type: '{pack_type}' is not supported; use lmdb.")
+    if split_name not in ("train", "test"):
+        raise StereokitError(f"--split-name: '{split_name}' is not a split; use train or test.")
+    if num_workers < 1:
+        raise StereokitError(f"--num-workers: {num_workers} must be at least 1.")
+    samples, note = read_split(Path(src_data_dir), split_name)
+    target = Path(target_data_dir) / f"{split_name}_lmdb"
+    if target.exists() and not force:
+        raise StereokitError(f"{target}: already exists; pass --force to replace it.")
+    with progress_bar(f"pack {split_name}", len(samples), enabled=show_progress) as advance:
+        stats = pack_lmdb(
+            Path(src_data_dir), samples, target, source_list=str(list_path(src_data_dir, split_name)),
+            num_workers=num_workers, force=force, max_map_size=max_map_size_mb << 20,
+            on_progress=advance, limit=limit,
+        )
+    return PackResult(
+        target=stats.target, split=split_name, count=stats.count, written=stats.written,
+        resumed_from=stats.resumed_from, bytes=stats.bytes, shapes=stats.shapes,
+        complete=stats.count == len(samples), note=note,
+    )
