@@ -160,6 +160,95 @@ def pack_sceneflow(
     console.print(f"packed {r.count} pairs into {r.target} ({r.bytes / 2**20:.1f} MiB{resumed})")
 
 
+RunDirOpt = typer.Option(Path("runs/stereonet"), "--run-dir", help="The run directory (created if needed).")
+
+
+@app.command()
+@user_errors
+def train(
+    stage: str = typer.Option("float", "--stage", help="float (calibration and qat come with the quantization stage)."),
+    config: Optional[Path] = ConfigOpt,
+    set_: list[str] = SetOpt,
+    run_dir: Path = RunDirOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/<stage>/checkpoint.pt exactly."),
+    force: bool = typer.Option(False, "--force", help="Start the stage over, deleting what it had written."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Launch DDP on this node through torchrun."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a stage. Works the same under `torchrun --nproc-per-node N -m stereokit train ...`.
+
+    Example: stereokit train --stage float --config my.yaml --run-dir runs/sf --nproc-per-node 8
+    """
+    from stereokit.services import train as train_service
+
+    if stage != "float":
+        raise StereokitError(f"--stage: '{stage}' is not available yet; use float.")
+    if nproc_per_node > 1 and not train_service.under_torchrun():
+        raise typer.Exit(train_service.launch_torchrun(_without_option(sys.argv[1:], "--nproc-per-node"), nproc_per_node))
+    cfg = _config(config, set_)
+    result = train_service.run_train_float(cfg, run_dir, resume=resume, force=force, show_progress=not quiet)
+    if result.world_size > 1 and not _is_rank0():
+        return
+    val = result.val or {}
+    console.print(
+        f"[bold]{result.stage}[/] finished: {result.steps} steps, {result.epochs} epochs on {result.world_size} process(es); "
+        f"val EPE {val.get('epe', float('nan')):.3f} px, best {result.best_epe if result.best_epe is not None else float('nan'):.3f} px -> {run_dir / result.stage}"
+    )
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """argv minus `name VALUE` / `name=VALUE`, to hand the rest of the command to torchrun."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
+
+
+def _is_rank0() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for name in ("stage", "EPE (px)", "bad-1", "bad-3", "pixels"):
+        table.add_column(name, justify="right" if name != "stage" else "left")
+    for stage_name, m in rows.items():
+        table.add_row(stage_name, f"{m['epe']:.4f}", f"{m['bad1']:.2%}", f"{m['bad3']:.2%}", f"{m['pixels']:,}")
+    return table
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    stage: str = typer.Option("float", "--stage", help="The stage to evaluate: float."),
+    run_dir: Path = RunDirOpt,
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Evaluate this checkpoint instead of the stage's best.pt."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"epe", "bad1", "bad3", "pixels"}.'),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """EPE, bad-1 and bad-3 on the test split at full resolution; pictures and eval.json in RUN/<stage>/eval/.
+
+    EPE is computed per image over pixels with 0 < gt < maxdisp, then averaged over images.
+
+    Example: stereokit eval --stage float --run-dir runs/sf --json
+    """
+    from stereokit.services.eval import eval_json, run_eval
+
+    result = run_eval(run_dir, stage, checkpoint, show_progress=not (quiet or as_json))
+    if as_json:
+        _echo_json(eval_json(result))
+        return
+    console.print(_metrics_table(f"{run_dir} on the test split ({result.images} images)", {stage: eval_json(result)}))
+    console.print(f"pictures and eval.json in {result.out_dir}")
+
+
 def main() -> None:
     app()
 

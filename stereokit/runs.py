@@ -165,14 +165,14 @@ def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
     atomic_write_text(Path(run_dir) / "run.json", manifest.model_dump_json(indent=2))
 
 
-def init_run(run_dir: Path, cfg: StereokitConfig) -> RunManifest:
+def init_run(run_dir: Path, cfg: StereokitConfig, reset: bool = False) -> RunManifest:
     """Create the run directory or reopen it; the config must be the one the run was made with
-    once any stage has finished, so stages never mix settings silently."""
+    once any stage has finished, so stages never mix settings silently (`reset`: start over)."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     digest = config_hash(cfg)
     if manifest is not None and manifest.config_hash != digest:
-        if any(status == "finished" for status in manifest.stages.values()):
+        if not reset and any(status == "finished" for status in manifest.stages.values()):
             raise StageError(
                 f"{run_dir}: this run was made with another config; use its config.yaml "
                 "(--config) or a new --run-dir."

@@ -111,24 +111,50 @@ def build_dataset(cfg: StereokitConfig, split: str, train: bool) -> SceneFlowLMD
     return SceneFlowFolder(cfg.data.data_dir, split, transform, seed=cfg.seed)
 
 
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (one replica when not distributed) whose next pass can start mid-epoch.
+
+    The order depends only on (seed, epoch), so a resumed run sees the batches it had not seen yet.
+    """
+
+    def __init__(self, dataset: Dataset, shuffle: bool, seed: int) -> None:
+        distributed = dist.is_available() and dist.is_initialized()
+        super().__init__(
+            dataset,
+            num_replicas=dist.get_world_size() if distributed else 1,
+            rank=dist.get_rank() if distributed else 0,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=False,
+        )
+        self.start = 0
+
+    def skip_next(self, samples: int) -> None:
+        """The next pass starts after `samples` of this rank's indices (once)."""
+        self.start = samples
+
+    def __iter__(self):  # type: ignore[override]
+        indices = list(super().__iter__())[self.start :]
+        self.start = 0
+        return iter(indices)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
 def build_dataloader(
     cfg: StereokitConfig, split: str, train: bool, batch_size: int, num_workers: int | None = None
 ) -> DataLoader:
-    """A DistributedSampler when torch.distributed is initialised, so each rank sees its share."""
+    """Each rank sees its share through the sampler; order and crops depend on (seed, epoch) only."""
     dataset = build_dataset(cfg, split, train)
-    sampler = None
-    if dist.is_available() and dist.is_initialized():
-        sampler = DistributedSampler(dataset, shuffle=train, seed=cfg.seed, drop_last=False)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    sampler = ResumableSampler(dataset, shuffle=train, seed=cfg.seed)
     workers = cfg.data.num_workers if num_workers is None else num_workers
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=train and sampler is None,
         sampler=sampler,
         num_workers=workers,
         collate_fn=partial(collate_stereo, maxdisp=cfg.model.maxdisp),
         drop_last=train,
         pin_memory=torch.cuda.is_available(),
-        generator=generator,
     )

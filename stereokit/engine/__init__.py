@@ -1,0 +1,1 @@
+"""Training and evaluation: the loop, schedules, checkpoints, metrics, distributed helpers."""

@@ -1,0 +1,81 @@
+"""Checkpoints: plain dicts of tensors and numbers, written atomically, read with weights_only=True.
+
+Nothing in a checkpoint is pickled code, so a crafted file cannot run anything when loaded.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from stereokit.errors import StereokitError
+from stereokit.runs import atomic_torch_save
+
+CHECKPOINT_FORMAT = 1
+
+
+def rng_state() -> dict[str, Any]:
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((int(py_version), tuple(int(v) for v in py_state), py_gauss))
+    keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, **payload}, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint safely; anything that is not one of ours is one clear sentence."""
+    path = Path(path)
+    if not path.is_file():
+        raise StereokitError(f"{path}: checkpoint not found.")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, AttributeError, TypeError) as exc:
+        reason = "it holds objects other than tensors and numbers, refused for safety" if isinstance(exc, pickle.UnpicklingError) else "it is damaged or not a PyTorch file"
+        raise StereokitError(f"{path}: not a stereokit checkpoint ({reason}).") from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT or "model" not in data:
+        raise StereokitError(f"{path}: not a stereokit checkpoint (no model weights in the expected format).")
+    return data
+
+
+def load_model_weights(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Strict load; a mismatch names the keys, so a checkpoint of another config is obvious."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shape:
+        parts = []
+        if shape:
+            parts.append("shape differs for " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shape[:3]))
+        if missing:
+            parts.append("missing " + ", ".join(missing[:3]))
+        if unexpected:
+            parts.append("unexpected " + ", ".join(unexpected[:3]))
+        raise StereokitError(f"{source}: checkpoint does not fit this model config ({'; '.join(parts)}).")
+    model.load_state_dict(state)

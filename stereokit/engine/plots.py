@@ -1,0 +1,74 @@
+"""Pictures a person would rather look at than numbers: loss curves, disparity/error panels."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from stereokit.runs import atomic_write_bytes
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"{path}: could not encode the picture")
+    atomic_write_bytes(path, data.tobytes())
+
+
+def colorize(values: np.ndarray, vmax: float, cmap: int = cv2.COLORMAP_TURBO) -> np.ndarray:
+    """HxW float -> HxWx3 BGR, 0..vmax mapped through a colour map; non-finite is black."""
+    finite = np.isfinite(values)
+    scaled = np.clip(np.where(finite, values, 0) / max(vmax, 1e-6), 0, 1)
+    image = cv2.applyColorMap((scaled * 255).astype(np.uint8), cmap)
+    image[~finite] = 0
+    return image
+
+
+def disparity_panel(left_bgr: np.ndarray, gt: np.ndarray | None, pred: np.ndarray, maxdisp: float) -> np.ndarray:
+    """left | ground truth | prediction | error (0..5 px, invalid black), side by side."""
+    vmax = float(np.nanmax(gt[(gt > 0) & (gt < maxdisp)])) if gt is not None and ((gt > 0) & (gt < maxdisp)).any() else float(pred.max())
+    panels = [left_bgr]
+    if gt is not None:
+        valid = (gt > 0) & (gt < maxdisp)
+        panels.append(colorize(np.where(valid, gt, np.nan), vmax))
+    panels.append(colorize(pred, vmax))
+    if gt is not None:
+        err = np.where(valid, np.abs(pred - gt), np.nan)
+        panels.append(colorize(err, 5.0, cv2.COLORMAP_HOT))
+    return np.concatenate(panels, axis=1)
+
+
+def write_panel(path: Path, left_bgr: np.ndarray, gt: np.ndarray | None, pred: np.ndarray, maxdisp: float) -> None:
+    _write_png(path, disparity_panel(left_bgr, gt, pred, maxdisp))
+
+
+def plot_loss_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """Training loss per logged step and validation EPE, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    val = [(h["step"], h["val"]["epe"]) for h in history if "val" in h]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train), label="train loss", color="tab:blue")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*val), "o-", label="val EPE (px)", color="tab:red")
+        ax2.set_ylabel("EPE (px)")
+        ax2.legend(loc="upper center")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

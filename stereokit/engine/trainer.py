@@ -1,0 +1,265 @@
+"""The one training loop, for the float and the QAT stage alike (single process or DDP).
+
+It owns: the optimizer and schedule, the multi-scale loss, periodic and final checkpoints,
+validation and best.pt, log.jsonl, interrupts (SIGINT/SIGTERM: a last checkpoint, then stop),
+and the NaN/Inf guard (stop, keep the last good checkpoint). Everything a resumed run needs to
+continue exactly is in checkpoint.pt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from stereokit.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from stereokit.engine.distributed import DistInfo, broadcast_flag
+from stereokit.engine.evaluate import evaluate
+from stereokit.engine.optim import build_adam
+from stereokit.engine.plots import plot_loss_curves
+from stereokit.engine.schedules import StepDecay, WarmupCosine
+from stereokit.errors import StereokitError
+from stereokit.models.loss import multiscale_loss
+from stereokit.progress import progress_bar
+from stereokit.runs import atomic_write_text
+
+
+class TrainingInterrupted(StereokitError):
+    """Ctrl-C or SIGTERM: the last checkpoint is written; `--resume` continues."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=130)
+
+
+class TrainingDiverged(StereokitError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=1)
+
+
+@dataclass
+class LoopSettings:
+    """What the loop needs from a stage's config (float or qat), in one shape."""
+
+    epochs: int
+    max_steps: int | None
+    lr: float
+    weight_decay: float
+    schedule: Literal["cosine", "step"]
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.0
+    milestones_epochs: tuple[int, ...] = ()
+    gamma: float = 0.1
+    val_every_epochs: int = 1
+    log_every_steps: int = 20
+    checkpoint_every_steps: int = 500
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    grad_clip: float | None = None
+
+
+@dataclass
+class FitResult:
+    steps: int
+    epochs: int
+    best_epe: float | None
+    last_val: dict[str, Any] | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    ranks_in_sync: bool = True
+
+
+def build_schedule(settings: LoopSettings, steps_per_epoch: int, total_steps: int) -> Callable[[int], float]:
+    if settings.schedule == "cosine":
+        return WarmupCosine(total_steps, int(round(settings.warmup_epochs * steps_per_epoch)), settings.min_lr_ratio)
+    return StepDecay(tuple(m * steps_per_epoch for m in settings.milestones_epochs), settings.gamma)
+
+
+@contextlib.contextmanager
+def _interrupt_flag() -> Iterator[dict[str, bool]]:
+    """Turn SIGINT/SIGTERM into a flag the loop checks between steps."""
+    flag = {"set": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        flag["set"] = True
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: no signal handling
+        pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _truncate_log(path: Path, step: int) -> list[dict[str, Any]]:
+    """On resume: keep the log lines up to the checkpoint's step (later ones will be redone)."""
+    if not path.exists():
+        return []
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("step", 0) <= step:
+            kept.append(entry)
+    atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in kept))
+    return kept
+
+
+def _weights_digest(model: nn.Module) -> float:
+    with torch.no_grad():
+        return float(sum(p.double().sum() + (p.double() ** 2).sum() for p in model.parameters()))
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None,
+    settings: LoopSettings,
+    out_dir: Path,
+    info: DistInfo,
+    device: torch.device,
+    maxdisp: int,
+    loss_weights: list[float],
+    resume: dict[str, Any] | None = None,
+    extra_state: Callable[[], dict[str, Any]] | None = None,
+    on_step: Callable[[nn.Module, int], None] | None = None,
+    show_progress: bool = True,
+) -> FitResult:
+    out_dir = Path(out_dir)
+    model.to(device)
+    optimizer = build_adam(model, settings.lr, settings.weight_decay)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise StereokitError("the training split has fewer samples than one batch; lower the batch size or add data.")
+    total_steps = settings.max_steps or settings.epochs * steps_per_epoch
+    total_epochs = math.ceil(total_steps / steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_schedule(settings, steps_per_epoch, total_steps))
+    use_amp = settings.amp != "off" and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if settings.amp == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and settings.amp == "fp16")
+
+    step, best_epe = 0, None
+    log_path = out_dir / "log.jsonl"
+    history: list[dict[str, Any]] = []
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        step, best_epe = int(resume["step"]), resume.get("best_epe")
+        set_rng_state(resume["rng"])
+        if info.is_main:
+            history = _truncate_log(log_path, step)
+
+    net: nn.Module = model
+    if info.distributed:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def save(path: Path) -> None:
+        if not info.is_main:
+            return
+        payload = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "step": step,
+            "epoch": step // steps_per_epoch,
+            "best_epe": best_epe,
+            "rng": rng_state(),
+        }
+        payload.update(extra_state() if extra_state else {})
+        save_checkpoint(path, payload)
+
+    def log(entry: dict[str, Any]) -> None:
+        if info.is_main:
+            history.append(entry)
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    last_val: dict[str, Any] | None = None
+    sampler = train_loader.sampler
+    with _interrupt_flag() as interrupted, progress_bar(out_dir.name, total_steps, enabled=info.is_main and show_progress) as advance:
+        advance(step)
+        t0 = time.perf_counter()
+        while step < total_steps:
+            epoch, done_in_epoch = divmod(step, steps_per_epoch)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            if hasattr(train_loader.dataset, "set_epoch"):
+                train_loader.dataset.set_epoch(epoch)
+            if done_in_epoch and hasattr(sampler, "skip_next"):
+                sampler.skip_next(done_in_epoch * train_loader.batch_size)
+            net.train()
+            for batch in train_loader:
+                if on_step is not None:
+                    on_step(model, step)
+                imgl, imgr = batch["imgl"].to(device, non_blocking=True), batch["imgr"].to(device, non_blocking=True)
+                gt = batch["disp"].to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    outputs = net(imgl, imgr)
+                loss = multiscale_loss([o.float() for o in outputs], gt, maxdisp, loss_weights)
+                if broadcast_flag(not bool(torch.isfinite(loss)), device):
+                    raise TrainingDiverged(
+                        f"{out_dir}: the loss became {loss.item()} at step {step + 1}; stopped, the last good "
+                        "checkpoint is kept. Lower the learning rate or check the data, then --resume."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if settings.grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step += 1
+                advance(1, status=f"loss {loss.item():.3f}")
+                if step % settings.log_every_steps == 0 or step == total_steps:
+                    log({"step": step, "epoch": epoch, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
+                         "elapsed_s": round(time.perf_counter() - t0, 3)})
+                if step % settings.checkpoint_every_steps == 0:
+                    save(out_dir / "checkpoint.pt")
+                if broadcast_flag(interrupted["set"], device):
+                    save(out_dir / "checkpoint.pt")
+                    raise TrainingInterrupted(
+                        f"{out_dir}: interrupted at step {step}; checkpoint written, continue with --resume."
+                    )
+                if step >= total_steps:
+                    break
+            epoch_done = step % steps_per_epoch == 0 or step >= total_steps
+            finished_epochs = math.ceil(step / steps_per_epoch)
+            if val_loader is not None and epoch_done and (
+                finished_epochs % settings.val_every_epochs == 0 or step >= total_steps
+            ):
+                last_val = evaluate(model, val_loader, maxdisp, device, show_progress=False)
+                log({"step": step, "epoch": finished_epochs - 1, "val": last_val})
+                if best_epe is None or last_val["epe"] < best_epe:
+                    best_epe = last_val["epe"]
+                    save(out_dir / "best.pt")
+            save(out_dir / "checkpoint.pt")
+
+    if info.is_main and (val_loader is None or not (out_dir / "best.pt").exists()):
+        save(out_dir / "best.pt")
+    in_sync = True
+    if info.distributed:
+        import torch.distributed as dist
+
+        digests = [0.0] * info.world_size
+        dist.all_gather_object(digests, _weights_digest(model))
+        in_sync = all(d == digests[0] for d in digests)
+    if info.is_main:
+        plot_loss_curves(history, out_dir / "loss.png")
+    return FitResult(step, total_epochs, best_epe, last_val, history, in_sync)

@@ -1,0 +1,170 @@
+"""`stereokit train --stage float`: train the float model into RUN/float/ (single process or DDP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from stereokit.config import StereokitConfig, config_hash
+from stereokit.data.dataset import build_dataloader
+from stereokit.engine.checkpoint import load_checkpoint, load_model_weights
+from stereokit.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from stereokit.engine.trainer import FitResult, LoopSettings, TrainingDiverged, TrainingInterrupted, fit
+from stereokit.errors import StageError, StereokitError
+from stereokit.models import build_stereonet
+from stereokit.runs import (
+    StageRecord,
+    atomic_write_text,
+    finish_stage,
+    init_run,
+    read_stage_record,
+    stage_dir,
+    write_stage_record,
+)
+
+EVAL_BATCH = 1
+
+
+class TrainResult(BaseModel):
+    run_dir: Path
+    stage: str
+    steps: int
+    epochs: int
+    best_epe: float | None
+    val: dict[str, Any] | None
+    outputs: list[str]
+    world_size: int
+    ranks_in_sync: bool
+
+
+def float_settings(cfg: StereokitConfig) -> LoopSettings:
+    f = cfg.train.float
+    return LoopSettings(
+        epochs=f.epochs, max_steps=f.max_steps, lr=f.lr, weight_decay=f.weight_decay, schedule="cosine",
+        warmup_epochs=f.warmup_epochs, min_lr_ratio=f.min_lr_ratio, val_every_epochs=f.val_every_epochs,
+        log_every_steps=f.log_every_steps, checkpoint_every_steps=f.checkpoint_every_steps, amp=f.amp,
+        grad_clip=f.grad_clip,
+    )
+
+
+def prepare_stage_dir(run_dir: Path, stage: str, resume: bool, force: bool, info: DistInfo) -> Path:
+    """Refuse to overwrite a stage without --resume/--force; with --force, clear it (rank 0)."""
+    out = stage_dir(run_dir, stage)
+    existing = read_stage_record(run_dir, stage) if info.is_main else None
+    if resume:
+        if not (out / "checkpoint.pt").is_file():
+            raise StageError(f"{out}: nothing to resume (no checkpoint.pt); run without --resume.")
+    elif existing is not None or (out.exists() and any(out.iterdir())):
+        if not force:
+            status = existing.status if existing is not None else "partly written"
+            raise StageError(
+                f"{out}: a {stage} stage is already here ({status}); pass --resume to continue it or --force to start over."
+            )
+        if info.is_main:
+            shutil.rmtree(out)
+    barrier()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def resume_state(out: Path, model: torch.nn.Module, cfg: StereokitConfig) -> dict[str, Any]:
+    state = load_checkpoint(out / "checkpoint.pt")
+    if state.get("config_hash") != config_hash(cfg):
+        raise StageError(f"{out / 'checkpoint.pt'}: written with another config than this run's; resume with the run's config.yaml.")
+    load_model_weights(model, state["model"], out / "checkpoint.pt")
+    return state
+
+
+def run_fit_stage(
+    cfg: StereokitConfig,
+    run_dir: Path,
+    stage: str,
+    model: torch.nn.Module,
+    settings: LoopSettings,
+    batch_size: int,
+    info: DistInfo,
+    device: torch.device,
+    resume: bool,
+    record: StageRecord,
+    extra_state: dict[str, Any] | None = None,
+    on_step: Any = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Shared by float and QAT: loaders, resume, fit, metrics.json and the stage record."""
+    out = stage_dir(run_dir, stage)
+    train_loader = build_dataloader(cfg, "train", train=True, batch_size=batch_size)
+    val_loader = build_dataloader(cfg, "test", train=False, batch_size=EVAL_BATCH)
+    state = resume_state(out, model, cfg) if resume else None
+    record.details.update({"world_size": info.world_size, "device": str(device), "batch_size_per_process": batch_size,
+                           "train_samples": len(train_loader.dataset), "val_samples": len(val_loader.dataset)})
+    if info.is_main:
+        write_stage_record(run_dir, record)
+    extras = {"config_hash": config_hash(cfg), "stage": stage, "model_config": cfg.model.model_dump(), **(extra_state or {})}
+    try:
+        result: FitResult = fit(
+            model, train_loader, val_loader, settings, out, info, device, cfg.model.maxdisp,
+            cfg.model.loss_weights, resume=state, extra_state=lambda: extras, on_step=on_step,
+            show_progress=show_progress,
+        )
+    except TrainingInterrupted:
+        if info.is_main:
+            record.status = "interrupted"
+            write_stage_record(run_dir, record)
+        raise
+    except TrainingDiverged:
+        if info.is_main:
+            record.status = "failed"
+            write_stage_record(run_dir, record)
+        raise
+    outputs = ["checkpoint.pt", "best.pt", "log.jsonl", "loss.png", "metrics.json"]
+    metrics = {"steps": result.steps, "epochs": result.epochs, "best_epe": result.best_epe,
+               "val": result.last_val, "world_size": info.world_size, "ranks_in_sync": result.ranks_in_sync}
+    if info.is_main:
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+        finish_stage(run_dir, record, [out / name for name in outputs], metrics)
+    barrier()
+    return TrainResult(run_dir=run_dir, stage=stage, steps=result.steps, epochs=result.epochs, best_epe=result.best_epe,
+                       val=result.last_val, outputs=[str(out / n) for n in outputs], world_size=info.world_size,
+                       ranks_in_sync=result.ranks_in_sync)
+
+
+def run_train_float(
+    cfg: StereokitConfig, run_dir: Path, resume: bool = False, force: bool = False, show_progress: bool = True
+) -> TrainResult:
+    info, device = init_distributed(cfg.device)
+    try:
+        if info.is_main:
+            init_run(run_dir, cfg, reset=force and not resume)
+        barrier()
+        prepare_stage_dir(run_dir, "float", resume, force, info)
+        torch.manual_seed(cfg.seed)
+        model = build_stereonet(cfg.model)
+        if info.distributed and cfg.train.float.sync_bn and device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        record = StageRecord(stage="float", config_hash=config_hash(cfg))
+        return run_fit_stage(cfg, run_dir, "float", model, float_settings(cfg), cfg.train.float.batch_size,
+                             info, device, resume, record, show_progress=show_progress)
+    finally:
+        shutdown_distributed()
+
+
+def launch_torchrun(argv: list[str], nproc: int) -> int:
+    """Run this same command under torchrun's elastic agent with `nproc` processes on this node."""
+    if nproc < 1:
+        raise StereokitError(f"--nproc-per-node: {nproc} must be at least 1.")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "stereokit", *argv]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    return subprocess.call(cmd, env=env)
+
+
+def under_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ or "WORLD_SIZE" in os.environ
