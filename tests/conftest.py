@@ -20,3 +20,29 @@ SMALL_OVERRIDES = [
 @pytest.fixture
 def small_cfg() -> StereokitConfig:
     return load_config(None, SMALL_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory):
+    """Generated SceneFlow-format pairs (64x128, disparities below 24 px), packed into LMDB."""
+    from stereokit.services.pack import run_pack
+    from stereokit.services.synth import run_synth
+
+    root = tmp_path_factory.mktemp("tiny")
+    run_synth(root / "SceneFlow", num_train=16, num_test=3, height=64, width=128, maxdisp=24, seed=11, show_progress=False)
+    for split in ("train", "test"):
+        run_pack(root / "SceneFlow", split, root / "lmdb", show_progress=False)
+    return root
+
+
+def tiny_overrides(root, **train) -> list[str]:
+    """A config that trains the small model on `tiny_data` in seconds."""
+    values = {"batch_size": 4, "epochs": 2, "warmup_epochs": 0, "log_every_steps": 1, "lr": 2e-3, **train}
+    return SMALL_OVERRIDES + [
+        "model.maxdisp=32",
+        f"data.train_lmdb={root / 'lmdb' / 'train_lmdb'}",
+        f"data.test_lmdb={root / 'lmdb' / 'test_lmdb'}",
+        "data.crop=[64, 128]",
+        "data.num_workers=0",
+        "device=cpu",
+    ] + [f"train.float.{k}={v}" for k, v in values.items()]

@@ -70,3 +70,14 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def sync_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BN running statistics, observer ranges) to every rank.
+
+    DDP broadcasts buffers at the start of each forward, so after the last step every rank holds
+    the statistics of its own last batch; evaluation and checkpoints must all see rank 0's.
+    """
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from stereokit.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
-from stereokit.engine.distributed import DistInfo, broadcast_flag
+from stereokit.engine.distributed import DistInfo, broadcast_flag, sync_buffers
 from stereokit.engine.evaluate import evaluate
 from stereokit.engine.optim import build_adam
 from stereokit.engine.plots import plot_loss_curves
@@ -121,7 +121,8 @@ def _truncate_log(path: Path, step: int) -> list[dict[str, Any]]:
 
 def _weights_digest(model: nn.Module) -> float:
     with torch.no_grad():
-        return float(sum(p.double().sum() + (p.double() ** 2).sum() for p in model.parameters()))
+        tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
+        return float(sum(t.double().sum() + (t.double() ** 2).sum() for t in tensors))
 
 
 def fit(
@@ -244,6 +245,7 @@ def fit(
             if val_loader is not None and epoch_done and (
                 finished_epochs % settings.val_every_epochs == 0 or step >= total_steps
             ):
+                sync_buffers(model)
                 last_val = evaluate(model, val_loader, maxdisp, device, show_progress=False)
                 log({"step": step, "epoch": finished_epochs - 1, "val": last_val})
                 if best_epe is None or last_val["epe"] < best_epe:
@@ -251,6 +253,7 @@ def fit(
                     save(out_dir / "best.pt")
             save(out_dir / "checkpoint.pt")
 
+    sync_buffers(model)
     if info.is_main and (val_loader is None or not (out_dir / "best.pt").exists()):
         save(out_dir / "best.pt")
     in_sync = True

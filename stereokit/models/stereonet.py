@@ -116,6 +116,9 @@ class RefineLevel(nn.Module):
         self.conv_in = conv_bn(1 + 3, channels)
         self.blocks = nn.Sequential(*[ResBlock(channels, channels, dilation=d) for d in dilations])
         self.residual = nn.Conv2d(channels, 1, 3, padding=1, bias=True)
+        # Start as a plain upsampling: the ReLU after the add cannot kill a residual that starts at zero.
+        nn.init.zeros_(self.residual.weight)
+        nn.init.zeros_(self.residual.bias)
         self.add = FloatFunctional()
         self.relu = nn.ReLU(inplace=False)
 
@@ -159,10 +162,14 @@ class StereoNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.neck = StereoNetNeck(cfg.out_channels)
+        self.cat_views = FloatFunctional()
         self.head = StereoNetHead(cfg)
 
     def forward(self, imgl: Tensor, imgr: Tensor) -> list[Tensor]:
-        return self.head(imgl, self.neck(imgl), self.neck(imgr))
+        # Both views through the shared neck as one batch: one pass, and BN sees both views alike.
+        batch = imgl.shape[0]
+        matching, concat = self.neck(self.cat_views.cat([imgl, imgr], dim=0))
+        return self.head(imgl, (matching[:batch], concat[:batch]), (matching[batch:], concat[batch:]))
 
 
 def build_stereonet(cfg: ModelConfig) -> StereoNet:

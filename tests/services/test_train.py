@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stereokit.config import config_to_yaml, load_config
+from stereokit.data.dataset import SceneFlowLMDB
+from stereokit.engine.checkpoint import load_checkpoint
+from stereokit.engine.trainer import TrainingDiverged
+from stereokit.errors import StereokitError
+from stereokit.runs import read_stage_record, require_stage
+from stereokit.services.eval import run_eval
+from stereokit.services.train import run_train_float
+from tests.conftest import tiny_overrides
+
+STEREOKIT = str(Path(sys.executable).parent / "stereokit")
+
+
+def _tree_digest(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_float_training_writes_every_artifact(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = load_config(None, tiny_overrides(tiny_data))
+    result = run_train_float(cfg, tmp_path / "run", show_progress=False)
+    out = tmp_path / "run" / "float"
+    assert result.steps == 8 and result.epochs == 2  # 16 pairs / batch 4 x 2 epochs
+    for name in ("checkpoint.pt", "best.pt", "log.jsonl", "loss.png", "metrics.json", "stage.json"):
+        assert (out / name).is_file(), name
+    record = require_stage(tmp_path / "run", "float")
+    assert record.metrics["steps"] == 8 and {o.path for o in record.outputs} >= {"float/best.pt", "float/loss.png"}
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in lines if "loss" in e] == list(range(1, 9))
+    assert sum("val" in e for e in lines) == 2
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["step"] == 8 and {"optimizer", "scheduler", "scaler", "rng", "config_hash"} <= set(ckpt)
+    assert ckpt["optimizer"]["param_groups"][0]["weight_decay"] == cfg.train.float.weight_decay
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_matches_the_training_validation_and_writes_pictures(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=1))
+    result = run_train_float(cfg, tmp_path, show_progress=False)
+    evaluated = run_eval(tmp_path, "float", checkpoint=tmp_path / "float" / "checkpoint.pt", show_progress=False)
+    assert evaluated.epe == pytest.approx(result.val["epe"], rel=1e-6)
+    assert evaluated.images == 3 and evaluated.pixels == result.val["pixels"]
+    assert len(evaluated.pictures) == 3 and all(Path(p).is_file() for p in evaluated.pictures)
+    assert json.loads((tmp_path / "float" / "eval" / "eval.json").read_text())["epe"] == evaluated.epe
+
+
+@pytest.mark.slow
+def test_short_training_beats_a_constant_prediction(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=60, batch_size=4, lr=4e-3, warmup_epochs=2, log_every_steps=20))
+    result = run_train_float(cfg, tmp_path, show_progress=False)
+    train = SceneFlowLMDB(tiny_data / "lmdb" / "train_lmdb")
+    constant = float(np.median(np.concatenate([train.raw(i)["disp"].ravel() for i in range(len(train))])))
+    test = SceneFlowLMDB(tiny_data / "lmdb" / "test_lmdb")
+    baseline = np.mean([np.abs(test.raw(i)["disp"] - constant).mean() for i in range(len(test))])
+    assert result.best_epe < 0.6 * baseline, (result.best_epe, baseline)
+
+
+def test_resume_after_sigterm_equals_an_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
+    overrides = tiny_overrides(tiny_data, epochs=4, checkpoint_every_steps=1000)
+    cfg = load_config(None, overrides)
+    config_file = tmp_path / "cfg.yaml"
+    config_file.write_text(config_to_yaml(cfg))
+    run = tmp_path / "interrupted"
+    proc = subprocess.Popen([STEREOKIT, "train", "--config", str(config_file), "--run-dir", str(run), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = run / "float" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if log.exists() and sum(1 for line in log.read_text().splitlines() if '"loss"' in line) >= 5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "continue with --resume" in err and "Traceback" not in err
+    assert read_stage_record(run, "float").status == "interrupted"
+    stopped_at = load_checkpoint(run / "float" / "checkpoint.pt")["step"]
+    assert 5 <= stopped_at < 16
+
+    resumed = run_train_float(cfg, run, resume=True, show_progress=False)
+    straight = run_train_float(cfg, tmp_path / "straight", show_progress=False)
+    assert resumed.steps == straight.steps == 16
+    a = load_checkpoint(run / "float" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "straight" / "float" / "checkpoint.pt")["model"]
+    for key in b:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5, rtol=1e-4), key
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines() if '"loss"' in line]
+    assert steps == list(range(1, 17))
+
+
+@pytest.mark.slow
+def test_two_process_ddp_through_torchrun(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=2, batch_size=2))
+    config_file = tmp_path / "cfg.yaml"
+    config_file.write_text(config_to_yaml(cfg))
+    run = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([STEREOKIT, "train", "--config", str(config_file), "--run-dir", str(run), "--quiet",
+                           "--nproc-per-node", "2"], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run / "float" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["ranks_in_sync"] is True
+    assert metrics["steps"] == 8  # 16 pairs over 2 ranks at 2 per rank: 4 steps an epoch
+    assert sorted(p.name for p in (run / "float").glob("*.pt")) == ["best.pt", "checkpoint.pt"]
+    # 3 test images over 2 ranks: the sampler pads one; the reduction must count it once
+    single = run_eval(run, "float", checkpoint=run / "float" / "checkpoint.pt", show_progress=False)
+    assert metrics["val"]["images"] == single.images == 3
+    assert metrics["val"]["epe"] == pytest.approx(single.epe, rel=1e-5)
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = load_config(None, tiny_overrides(tiny_data, lr=1e12, checkpoint_every_steps=1, epochs=3))
+    with pytest.raises(TrainingDiverged, match="the loss became"):
+        run_train_float(cfg, tmp_path, show_progress=False)
+    assert read_stage_record(tmp_path, "float").status == "failed"
+    ckpt = load_checkpoint(tmp_path / "float" / "checkpoint.pt")
+    assert ckpt["step"] >= 1
+
+
+def test_refuses_to_overwrite_a_finished_stage(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=1))
+    run_train_float(cfg, tmp_path, show_progress=False)
+    before = _tree_digest(tmp_path)
+    with pytest.raises(StereokitError, match="already here .finished.; pass --resume"):
+        run_train_float(cfg, tmp_path, show_progress=False)
+    assert _tree_digest(tmp_path) == before
+    again = run_train_float(cfg, tmp_path, force=True, show_progress=False)
+    assert again.steps == 4
+
+
+def test_bad_inputs(tiny_data: Path, tmp_path: Path) -> None:
+    missing = load_config(None, tiny_overrides(tiny_data) + [f"data.train_lmdb={tmp_path / 'nope_lmdb'}"])
+    with pytest.raises(StereokitError, match=r"nope_lmdb: LMDB not found; run 'stereokit pack sceneflow' first"):
+        run_train_float(missing, tmp_path / "a", show_progress=False)
+    with pytest.raises(StereokitError, match="nothing to resume"):
+        run_train_float(load_config(None, tiny_overrides(tiny_data)), tmp_path / "b", resume=True, show_progress=False)
+    with pytest.raises(StereokitError, match="no float stage here; run 'stereokit train --stage float' first"):
+        run_eval(tmp_path / "c", "float", show_progress=False)
