@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -181,19 +182,82 @@ def train(
     """
     from stereokit.services import train as train_service
 
-    if stage != "float":
-        raise StereokitError(f"--stage: '{stage}' is not available yet; use float.")
+    if stage not in ("float", "calibration", "qat"):
+        raise StereokitError(f"--stage: '{stage}' is not one of float, calibration, qat.")
+    if stage != "float" and (config is not None or set_):
+        raise StereokitError(f"--config/--set: the {stage} stage uses the run's own config.yaml; set train.{stage}.* before the float stage or start a new run.")
+    if stage == "calibration":
+        _print_calibration(_calibrate(run_dir, force, quiet))
+        return
     if nproc_per_node > 1 and not train_service.under_torchrun():
         raise typer.Exit(train_service.launch_torchrun(_without_option(sys.argv[1:], "--nproc-per-node"), nproc_per_node))
-    cfg = _config(config, set_)
-    result = train_service.run_train_float(cfg, run_dir, resume=resume, force=force, show_progress=not quiet)
+    if stage == "qat":
+        from stereokit.services.qat import run_qat
+
+        result = run_qat(run_dir, resume=resume, force=force, show_progress=not quiet)
+    else:
+        result = train_service.run_train_float(_config(config, set_), run_dir, resume=resume, force=force, show_progress=not quiet)
+    _print_train(result, run_dir)
+
+
+def _print_train(result: Any, run_dir: Path) -> None:
     if result.world_size > 1 and not _is_rank0():
         return
     val = result.val or {}
+    best = result.best_epe if result.best_epe is not None else float("nan")
     console.print(
         f"[bold]{result.stage}[/] finished: {result.steps} steps, {result.epochs} epochs on {result.world_size} process(es); "
-        f"val EPE {val.get('epe', float('nan')):.3f} px, best {result.best_epe if result.best_epe is not None else float('nan'):.3f} px -> {run_dir / result.stage}"
+        f"val EPE {val.get('epe', float('nan')):.3f} px, best {best:.3f} px -> {run_dir / result.stage}"
     )
+
+
+def _calibrate(run_dir: Path, force: bool, quiet: bool) -> Any:
+    from stereokit.services.calibrate import run_calibrate
+
+    return run_calibrate(run_dir, force=force, show_progress=not quiet)
+
+
+def _print_calibration(result: Any) -> None:
+    console.print(
+        f"[bold]calibration[/] finished: {result.batches} batches ({result.images} images), {result.observer} observer; "
+        f"{result.quantized_convs} int8 convs, {result.activation_quantizers} activation quantizers -> {result.checkpoint}"
+    )
+
+
+@app.command()
+@user_errors
+def calibrate(
+    run_dir: Path = RunDirOpt,
+    force: bool = typer.Option(False, "--force", help="Redo the calibration stage."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Calibrate the quantized model from RUN/float/best.pt: observers only, no gradient step.
+
+    Example: stereokit calibrate --run-dir runs/sf
+    """
+    _print_calibration(_calibrate(run_dir, force, quiet))
+
+
+@app.command()
+@user_errors
+def qat(
+    run_dir: Path = RunDirOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN/qat/checkpoint.pt exactly."),
+    force: bool = typer.Option(False, "--force", help="Start QAT over."),
+    nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Launch DDP on this node through torchrun."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Quantization-aware training from the calibrated model (same loop as float; small LR, step decay).
+
+    Example: stereokit qat --run-dir runs/sf
+    """
+    from stereokit.services import train as train_service
+    from stereokit.services.qat import run_qat
+
+    if nproc_per_node > 1 and not train_service.under_torchrun():
+        flags = [f for f, on in (("--resume", resume), ("--force", force), ("--quiet", quiet)) if on]
+        raise typer.Exit(train_service.launch_torchrun(["qat", "--run-dir", str(run_dir), *flags], nproc_per_node))
+    _print_train(run_qat(run_dir, resume=resume, force=force, show_progress=not quiet), run_dir)
 
 
 def _without_option(argv: list[str], name: str) -> list[str]:
@@ -227,29 +291,38 @@ def _metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
 @app.command("eval")
 @user_errors
 def eval_(
-    stage: str = typer.Option("float", "--stage", help="The stage to evaluate: float."),
+    stage: str = typer.Option("float", "--stage", help="float, calibration, qat or int_infer (the integer model)."),
     run_dir: Path = RunDirOpt,
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Evaluate this checkpoint instead of the stage's best.pt."),
-    as_json: bool = typer.Option(False, "--json", help='Print {"epe", "bad1", "bad3", "pixels"}.'),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Evaluate this checkpoint instead of the stage's own."),
+    all_stages: bool = typer.Option(False, "--all", help="Every stage that exists, side by side."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"epe", "bad1", "bad3", "pixels"} (with --all: one per stage).'),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """EPE, bad-1 and bad-3 on the test split at full resolution; pictures and eval.json in RUN/<stage>/eval/.
 
     EPE is computed per image over pixels with 0 < gt < maxdisp, then averaged over images.
 
-    Example: stereokit eval --stage float --run-dir runs/sf --json
+    Example: stereokit eval --stage qat --run-dir runs/sf --json;  stereokit eval --all --run-dir runs/sf
     """
-    from stereokit.services.eval import eval_json, run_eval
+    from stereokit.services.eval import eval_json, run_eval, run_eval_all
 
-    result = run_eval(run_dir, stage, checkpoint, show_progress=not (quiet or as_json))
+    show = not (quiet or as_json)
+    results = run_eval_all(run_dir, show) if all_stages else {stage: run_eval(run_dir, stage, checkpoint, show)}
+    rows = {name: eval_json(r) for name, r in results.items()}
     if as_json:
-        _echo_json(eval_json(result))
+        _echo_json(rows if all_stages else rows[stage])
         return
-    console.print(_metrics_table(f"{run_dir} on the test split ({result.images} images)", {stage: eval_json(result)}))
-    console.print(f"pictures and eval.json in {result.out_dir}")
+    images = next(iter(results.values())).images
+    console.print(_metrics_table(f"{run_dir} on the test split ({images} images)", rows))
+    for name, r in results.items():
+        console.print(f"{name}: pictures and eval.json in {r.out_dir}")
 
 
 def main() -> None:
+    # torch.ao's eager quantization warns on every use that it is deprecated in favour of torchao;
+    # the choice is documented in docs/quantization.md, so users are spared the repetition.
+    warnings.filterwarnings("ignore", message=".*(deprecated|torchao).*", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     app()
 
 

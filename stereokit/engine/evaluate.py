@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.ao.quantization import FakeQuantize
 from torch.utils.data import DataLoader
 
 from stereokit.engine.metrics import StereoMetrics
@@ -49,11 +50,26 @@ def evaluate_predictor(
     return metrics.summary()
 
 
+@contextmanager
+def frozen_observers(model: nn.Module) -> Iterator[None]:
+    """Evaluation must not move a fake-quant model's ranges: observers off, then as they were."""
+    fakes = [m for m in model.modules() if isinstance(m, FakeQuantize)]
+    saved = [m.observer_enabled.clone() for m in fakes]
+    for m in fakes:
+        m.disable_observer()
+    try:
+        yield
+    finally:
+        for m, state in zip(fakes, saved):
+            m.observer_enabled.copy_(state)
+
+
 def evaluate(model: nn.Module, loader: DataLoader, maxdisp: int, device: torch.device, show_progress: bool = True,
-             on_batch: Callable[[dict[str, Tensor], Tensor], None] | None = None) -> dict[str, Any]:
+             on_batch: Callable[[dict[str, Tensor], Tensor], None] | None = None, description: str = "eval") -> dict[str, Any]:
     was_training = model.training
     model.eval()
     try:
-        return evaluate_predictor(torch_predictor(model, maxdisp), loader, maxdisp, device, show_progress, on_batch)
+        with frozen_observers(model):
+            return evaluate_predictor(torch_predictor(model, maxdisp), loader, maxdisp, device, show_progress, on_batch, description)
     finally:
         model.train(was_training)

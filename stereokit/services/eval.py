@@ -13,13 +13,12 @@ from pydantic import BaseModel
 
 from stereokit.config import StereokitConfig
 from stereokit.data.dataset import build_dataloader
-from stereokit.engine.checkpoint import load_checkpoint, load_model_weights
 from stereokit.engine.distributed import resolve_device
 from stereokit.engine.evaluate import evaluate
 from stereokit.engine.plots import write_panel
 from stereokit.errors import StereokitError
-from stereokit.models import build_stereonet
-from stereokit.runs import atomic_write_text, require_stage, run_config, stage_dir
+from stereokit.runs import atomic_write_text, read_stage_record, run_config, stage_dir
+from stereokit.services.stages import EVAL_STAGES, SOURCE, load_stage_model, stage_checkpoint
 
 NUM_PICTURES = 4
 
@@ -55,30 +54,38 @@ def picture_writer(out_dir: Path, cfg: StereokitConfig, limit: int = NUM_PICTURE
     return on_batch, written
 
 
-def load_float_model(cfg: StereokitConfig, checkpoint: Path) -> torch.nn.Module:
-    model = build_stereonet(cfg.model)
-    load_model_weights(model, load_checkpoint(checkpoint)["model"], checkpoint)
-    return model
-
-
 def run_eval(run_dir: Path, stage: str = "float", checkpoint: Path | None = None, show_progress: bool = True) -> EvalResult:
     run_dir = Path(run_dir)
-    if stage != "float":
-        raise StereokitError(f"--stage: '{stage}' is not built yet; evaluate the float stage.")
+    if stage not in EVAL_STAGES:
+        raise StereokitError(f"--stage: '{stage}' is not one of {', '.join(EVAL_STAGES)}.")
     if checkpoint is None:
-        require_stage(run_dir, stage)
-        checkpoint = stage_dir(run_dir, stage) / "best.pt"
+        checkpoint = stage_checkpoint(run_dir, stage)
     cfg = run_config(run_dir)
-    device = resolve_device(cfg.device)
-    model = load_float_model(cfg, Path(checkpoint)).to(device)
+    model = load_stage_model(cfg, stage, Path(checkpoint))
+    # PyTorch's integer kernels run on the CPU only.
+    device = torch.device("cpu") if stage == "int_infer" else resolve_device(cfg.device)
+    model.to(device)
     out_dir = stage_dir(run_dir, stage) / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     loader = build_dataloader(cfg, "test", train=False, batch_size=1)
     on_batch, pictures = picture_writer(out_dir, cfg)
-    summary = evaluate(model, loader, cfg.model.maxdisp, device, show_progress, on_batch)
+    summary = evaluate(model, loader, cfg.model.maxdisp, device, show_progress, on_batch, description=f"eval {stage}")
     result = EvalResult(stage=stage, checkpoint=str(checkpoint), out_dir=out_dir, pictures=pictures, **summary)
     atomic_write_text(out_dir / "eval.json", json.dumps(result.model_dump(mode="json"), indent=2))
     return result
+
+
+def run_eval_all(run_dir: Path, show_progress: bool = True) -> dict[str, EvalResult]:
+    """Every stage that exists, float first; a missing stage is skipped, a damaged one refused."""
+    results = {}
+    for stage in EVAL_STAGES:
+        source = SOURCE[stage][0]
+        if read_stage_record(Path(run_dir), source) is None:
+            continue
+        results[stage] = run_eval(run_dir, stage, show_progress=show_progress)
+    if not results:
+        raise StereokitError(f"{run_dir}: no stage to evaluate; run 'stereokit train --stage float' first.")
+    return results
 
 
 def eval_json(result: EvalResult) -> dict[str, Any]:

@@ -1,0 +1,75 @@
+"""`stereokit calibrate` (= `train --stage calibration`): observers over training batches, no
+gradient step; the fake-quant model with frozen scales goes to RUN/calibration/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel
+
+from stereokit.config import config_hash
+from stereokit.data.dataset import build_dataloader
+from stereokit.engine.checkpoint import save_checkpoint
+from stereokit.engine.distributed import DistInfo, resolve_device
+from stereokit.progress import progress_bar
+from stereokit.quant.prepare import activation_scales, prepare_quant_model, quantized_layers, set_fake_quant, set_observers
+from stereokit.runs import StageRecord, artifact, atomic_write_text, finish_stage, require_stage, run_config, stage_dir, write_stage_record
+from stereokit.services.stages import float_model
+from stereokit.services.train import prepare_stage_dir
+
+
+class CalibrateResult(BaseModel):
+    run_dir: Path
+    batches: int
+    images: int
+    observer: str
+    quantized_convs: int
+    activation_quantizers: int
+    checkpoint: Path
+
+
+def run_calibrate(run_dir: Path, force: bool = False, show_progress: bool = True) -> CalibrateResult:
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    require_stage(run_dir, "float")
+    out = prepare_stage_dir(run_dir, "calibration", resume=False, force=force, info=DistInfo())
+    source = stage_dir(run_dir, "float") / "best.pt"
+    record = StageRecord(stage="calibration", config_hash=config_hash(cfg), inputs=[artifact(run_dir, source)])
+    write_stage_record(run_dir, record)
+    device = resolve_device(cfg.device)
+    model = prepare_quant_model(float_model(cfg, source), cfg).to(device).eval()
+    # Observe float ranges first (fake-quant off), then freeze them and quantize.
+    set_fake_quant(model, False)
+    set_observers(model, True, weights_too=True)
+    calib = cfg.train.calibration
+    loader = build_dataloader(cfg, "train", train=True, batch_size=calib.batch_size)
+    if len(loader) == 0:
+        loader = build_dataloader(cfg, "train", train=False, batch_size=calib.batch_size)
+    batches = images = epoch = 0
+    with torch.no_grad(), progress_bar("calibration", calib.steps, enabled=show_progress) as advance:
+        while batches < calib.steps:
+            loader.sampler.set_epoch(epoch)
+            loader.dataset.set_epoch(epoch)
+            for batch in loader:
+                model(batch["imgl"].to(device), batch["imgr"].to(device))
+                batches += 1
+                images += batch["imgl"].shape[0]
+                advance()
+                if batches >= calib.steps:
+                    break
+            epoch += 1
+    set_observers(model, False, weights_too=True)
+    set_fake_quant(model, True)
+    scales = activation_scales(model)
+    checkpoint = out / "checkpoint.pt"
+    save_checkpoint(checkpoint, {"model": model.state_dict(), "config_hash": config_hash(cfg), "stage": "calibration"})
+    atomic_write_text(out / "scales.json", json.dumps(scales, indent=2))
+    record.details.update({"observer": calib.observer, "percentile": calib.percentile, "activation_scales": scales,
+                           "float_modules": cfg.quant.float_modules})
+    metrics = {"batches": batches, "images": images}
+    finish_stage(run_dir, record, [checkpoint, out / "scales.json"], metrics)
+    return CalibrateResult(run_dir=run_dir, batches=batches, images=images, observer=calib.observer,
+                           quantized_convs=len(quantized_layers(model)), activation_quantizers=len(scales),
+                           checkpoint=checkpoint)

@@ -1,0 +1,62 @@
+"""`stereokit qat` (= `train --stage qat`): fake-quant fine-tuning from the calibrated model, through
+the same training loop as the float stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from stereokit.config import StereokitConfig, config_hash
+from stereokit.engine.distributed import barrier, init_distributed, shutdown_distributed
+from stereokit.engine.trainer import LoopSettings
+from stereokit.quant.prepare import freeze_bn, set_observers
+from stereokit.runs import StageRecord, artifact, require_stage, run_config, stage_dir
+from stereokit.services.stages import quant_model
+from stereokit.services.train import TrainResult, prepare_stage_dir, run_fit_stage
+
+
+def qat_settings(cfg: StereokitConfig) -> LoopSettings:
+    q = cfg.train.qat
+    return LoopSettings(
+        epochs=q.epochs, max_steps=q.max_steps, lr=q.lr, weight_decay=q.weight_decay, schedule="step",
+        milestones_epochs=tuple(q.lr_milestones), gamma=q.gamma, val_every_epochs=q.val_every_epochs,
+        log_every_steps=q.log_every_steps, checkpoint_every_steps=q.checkpoint_every_steps,
+    )
+
+
+def qat_step_hook(cfg: StereokitConfig):
+    """Before each step: BN statistics and activation observers freeze after their step counts."""
+    q = cfg.train.qat
+    done = {"bn": False, "observers": None}  # per process: a resumed run applies both again
+
+    def on_step(model: nn.Module, step: int) -> None:
+        if not done["bn"] and step >= q.freeze_bn_after_steps:
+            freeze_bn(model)
+            done["bn"] = True
+        observing = step < q.freeze_observers_after_steps
+        if done["observers"] is not observing:
+            set_observers(model, observing)
+            done["observers"] = observing
+
+    return on_step
+
+
+def run_qat(run_dir: Path, resume: bool = False, force: bool = False, show_progress: bool = True) -> TrainResult:
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    info, device = init_distributed(cfg.device)
+    try:
+        require_stage(run_dir, "calibration")
+        prepare_stage_dir(run_dir, "qat", resume, force, info)
+        source = stage_dir(run_dir, "calibration") / "checkpoint.pt"
+        model = quant_model(cfg, source)
+        record = StageRecord(stage="qat", config_hash=config_hash(cfg), inputs=[artifact(run_dir, source)])
+        record.details["float_modules"] = cfg.quant.float_modules
+        hook = qat_step_hook(cfg)
+        result = run_fit_stage(cfg, run_dir, "qat", model, qat_settings(cfg), cfg.train.qat.batch_size, info, device,
+                               resume, record, on_step=hook, show_progress=show_progress)
+        barrier()
+        return result
+    finally:
+        shutdown_distributed()

@@ -1,0 +1,57 @@
+"""The model of each stage, loaded from a run directory (shared by eval, calibrate, qat, export)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from stereokit.config import StereokitConfig
+from stereokit.engine.checkpoint import load_checkpoint, load_model_weights
+from stereokit.errors import StereokitError
+from stereokit.models import build_stereonet
+from stereokit.quant.convert import to_int_model
+from stereokit.quant.prepare import QuantStereoNet, prepare_quant_model, set_observers
+from stereokit.runs import require_stage, stage_dir
+
+EVAL_STAGES = ("float", "calibration", "qat", "int_infer")
+# The stage whose record and checkpoint each evaluable stage reads.
+SOURCE = {"float": ("float", "best.pt"), "calibration": ("calibration", "checkpoint.pt"),
+          "qat": ("qat", "best.pt"), "int_infer": ("qat", "best.pt")}
+
+
+def float_model(cfg: StereokitConfig, checkpoint: Path) -> nn.Module:
+    model = build_stereonet(cfg.model)
+    load_model_weights(model, load_checkpoint(checkpoint)["model"], checkpoint)
+    return model
+
+
+def quant_model(cfg: StereokitConfig, checkpoint: Path) -> QuantStereoNet:
+    """A prepared fake-quant model with the checkpoint's weights, scales and zero points."""
+    torch.manual_seed(cfg.seed)
+    model = prepare_quant_model(build_stereonet(cfg.model), cfg)
+    # Per-channel observer buffers take their shape on the first forward; give them it, then load.
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64))
+    model.train()
+    load_model_weights(model, load_checkpoint(checkpoint)["model"], checkpoint)
+    return model
+
+
+def stage_checkpoint(run_dir: Path, stage: str) -> Path:
+    if stage not in SOURCE:
+        raise StereokitError(f"--stage: '{stage}' is not one of {', '.join(EVAL_STAGES)}.")
+    source, name = SOURCE[stage]
+    require_stage(run_dir, source)
+    return stage_dir(run_dir, source) / name
+
+
+def load_stage_model(cfg: StereokitConfig, stage: str, checkpoint: Path) -> nn.Module:
+    """float -> the float net; calibration/qat -> fake-quant, observers off; int_infer -> integer (CPU)."""
+    if stage == "float":
+        return float_model(cfg, checkpoint)
+    model = quant_model(cfg, checkpoint)
+    set_observers(model, False, weights_too=True)
+    return to_int_model(model) if stage == "int_infer" else model
