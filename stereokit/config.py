@@ -137,10 +137,10 @@ class QuantConfig(_Section):
     weight_dtype: Literal["int8"] = "int8"
     activation_dtype: Literal["uint8", "int8"] = "uint8"
     int16_modules: list[str] = Field(
-        default_factory=lambda: ["head.soft_argmin", "head.refine"],
-        description="module-name prefixes whose activations are kept at 16 bits",
+        default_factory=lambda: ["head.soft_argmin"],
+        description="StereoNet module paths whose activations are kept at 16 bits (softmax and regression)",
     )
-    float_modules: list[str] = Field(default_factory=list, description="module names deliberately left in float")
+    float_modules: list[str] = Field(default_factory=list, description="StereoNet module paths deliberately left in float")
 
 
 class DeployConfig(_Section):

@@ -14,11 +14,13 @@ from torch import nn
 from torch.ao.quantization import convert
 from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings
 
-from stereokit.quant.prepare import QuantStereoNet
+from stereokit.quant.prepare import Island, QuantStereoNet
 
 
 def to_int_model(qat_model: QuantStereoNet) -> nn.Module:
     model = copy.deepcopy(qat_model).cpu().eval()
     mapping = dict(get_default_static_quant_module_mappings())
     mapping[nn.Softmax] = nnq.Softmax
-    return convert(model, mapping=mapping, inplace=False)
+    islands = {"observed_to_quantized_custom_module_class": {Island: Island}}
+    # remove_qconfig=False: torch would also strip the observers inside the islands' fake-quants.
+    return convert(model, mapping=mapping, inplace=False, remove_qconfig=False, convert_custom_config_dict=islands)

@@ -12,11 +12,13 @@ from typing import Iterator
 
 import torch
 import torch.ao.nn.intrinsic.qat as nniqat
+import torch.ao.nn.quantized as nnq
 from torch import Tensor, nn
 from torch.ao.quantization import DeQuantStub, FakeQuantize, QuantStub, fuse_modules_qat, prepare_qat
 from torch.ao.quantization.quantization_mappings import get_default_qat_module_mappings
 
 from stereokit.config import StereokitConfig
+from stereokit.errors import StereokitError
 from stereokit.models.stereonet import StereoNet
 from stereokit.quant.qconfig import build_qconfig
 
@@ -37,6 +39,43 @@ class QuantStereoNet(nn.Module):
         return [self.dequant(o) for o in self.model(self.quant(imgl), self.quant(imgr))]
 
 
+class Island(nn.Module):
+    """A module kept out of the 8-bit integer path: at 16 bits (simulated) or in float.
+
+    Quantized inputs are dequantized on the way in; the output goes back to 8 bits through its own
+    quantizer, so the layers around it stay integer. PyTorch has no 16-bit kernels, so the integer
+    model keeps the island as its fake-quant simulation (`from_observed` converts only the boundary).
+    """
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.requant = QuantStub()
+
+    def forward(self, *args: Tensor) -> Tensor:
+        args = tuple(a.dequantize() if isinstance(a, Tensor) and a.is_quantized else a for a in args)
+        return self.requant(self.inner(*args))
+
+    @classmethod
+    def from_observed(cls, observed: "Island") -> "Island":
+        observed.requant = nnq.Quantize.from_float(observed.requant)
+        return observed
+
+
+def make_islands(model: nn.Module, int16: list[str], float_: list[str], cfg: StereokitConfig) -> None:
+    """Wrap the named modules (paths inside StereoNet) as islands and give them their qconfig."""
+    for name, bits16 in [(n, True) for n in int16] + [(n, False) for n in float_]:
+        try:
+            inner = model.get_submodule(name)
+        except AttributeError:
+            raise StereokitError(f"quant: no module '{name}' in the model (int16_modules / float_modules).") from None
+        island = Island(inner)
+        island.qconfig = build_qconfig(cfg.quant, cfg.train.calibration)
+        inner.qconfig = build_qconfig(cfg.quant, cfg.train.calibration, bits16=True) if bits16 else None
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, island)
+
+
 def conv_bn_groups(model: nn.Module) -> Iterator[nn.Sequential]:
     """Every conv_bn() block: Sequential(conv, bn[, relu])."""
     for module in list(model.modules()):
@@ -54,7 +93,33 @@ def fuse_stereonet(model: nn.Module) -> nn.Module:
 
 
 def _fixed_layers(model: nn.Module) -> list[nn.Module]:
-    return [model.head.cost_volume.group_reduce, model.head.soft_argmin.regression]
+    return [m for name, m in model.named_modules() if name.endswith(("group_reduce", "regression"))]
+
+
+def pin_fixed_weight_scales(model: nn.Module) -> None:
+    """Give the fixed layers a weight scale that represents their weights exactly.
+
+    The regression weights are k/D; with scale 1/(D*m), m = floor(127/(D-1)), weight k/D is the
+    integer m*k. The group average 1/(C/G) is exact with scale 1/(127*C/G). A min-max observer would
+    pick max/127.5 instead and round every disparity level.
+    """
+    for layer in _fixed_layers(model):
+        fq = layer.weight_fake_quant
+        w = layer.weight.detach()
+        if w.shape[1] > 1 and w.shape[0] == 1:  # regression: k/D over D input channels
+            d = w.shape[1]
+            scale = 1.0 / (d * (127 // max(1, d - 1)))
+        else:
+            scale = float(w.abs().max()) / 127.0
+        channels = w.shape[0]
+        fq.scale.resize_(channels).fill_(scale)
+        fq.zero_point.resize_(channels).zero_()
+        # what conversion reads: a symmetric observer's scale is max / ((qmax - qmin) / 2)
+        bound = scale * (fq.quant_max - fq.quant_min) / 2
+        fq.activation_post_process.min_val.resize_(channels).fill_(-bound)
+        fq.activation_post_process.max_val.resize_(channels).fill_(bound)
+        fq.disable_observer()
+        fq.pinned = True
 
 
 def prepare_quant_model(float_model: StereoNet, cfg: StereokitConfig) -> QuantStereoNet:
@@ -62,14 +127,12 @@ def prepare_quant_model(float_model: StereoNet, cfg: StereokitConfig) -> QuantSt
     model = QuantStereoNet(copy.deepcopy(float_model)).train()
     fuse_stereonet(model)
     model.qconfig = build_qconfig(cfg.quant, cfg.train.calibration)
-    for name in cfg.quant.float_modules:
-        module = model.get_submodule(name)
-        module.qconfig = None
-    mapping = dict(get_default_qat_module_mappings())
-    prepare_qat(model, mapping=mapping, inplace=True)
-    # The fixed correlation and regression weights stay fixed through QAT.
+    make_islands(model.model, cfg.quant.int16_modules, cfg.quant.float_modules, cfg)
+    prepare_qat(model, mapping=dict(get_default_qat_module_mappings()), inplace=True)
+    # The fixed correlation and regression weights stay fixed through QAT, exactly representable.
     for layer in _fixed_layers(model.model):
         layer.weight.requires_grad_(False)
+    pin_fixed_weight_scales(model.model)
     return model
 
 
@@ -82,7 +145,7 @@ def activation_fake_quants(model: nn.Module) -> Iterator[tuple[str, FakeQuantize
 def set_observers(model: nn.Module, enabled: bool, weights_too: bool = False) -> None:
     for name, module in model.named_modules():
         if isinstance(module, FakeQuantize) and (weights_too or not name.endswith("weight_fake_quant")):
-            module.enable_observer(enabled)
+            module.enable_observer(enabled and not getattr(module, "pinned", False))
 
 
 def set_fake_quant(model: nn.Module, enabled: bool) -> None:

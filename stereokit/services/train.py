@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel
 
 from stereokit.config import StereokitConfig, config_hash
-from stereokit.data.dataset import build_dataloader
+from stereokit.data.dataset import build_dataloader, build_dataset
 from stereokit.engine.checkpoint import load_checkpoint, load_model_weights
 from stereokit.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from stereokit.engine.trainer import FitResult, LoopSettings, TrainingDiverged, TrainingInterrupted, fit
@@ -71,7 +71,6 @@ def prepare_stage_dir(run_dir: Path, stage: str, resume: bool, force: bool, info
         if info.is_main:
             shutil.rmtree(out)
     barrier()
-    out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -141,10 +140,12 @@ def run_train_float(
 ) -> TrainResult:
     info, device = init_distributed(cfg.device)
     try:
+        for split in ("train", "test"):  # a missing dataset is refused before anything is written
+            build_dataset(cfg, split, train=split == "train")
+        prepare_stage_dir(run_dir, "float", resume, force, info)
         if info.is_main:
             init_run(run_dir, cfg, reset=force and not resume)
         barrier()
-        prepare_stage_dir(run_dir, "float", resume, force, info)
         torch.manual_seed(cfg.seed)
         model = build_stereonet(cfg.model)
         if info.distributed and cfg.train.float.sync_bn and device.type == "cuda":

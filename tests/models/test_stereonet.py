@@ -44,6 +44,11 @@ def test_training_returns_five_maps_finite_loss_and_gradients_everywhere(small_c
     loss = multiscale_loss(outs, gt, small_cfg.model.maxdisp, small_cfg.model.loss_weights)
     assert torch.isfinite(loss) and loss.item() > 0
     loss.backward()
+    # The refinement residuals start at zero (a plain upsampling), so the layers before them get
+    # their first gradient after one step; then every parameter must be reached.
+    torch.optim.SGD(model.parameters(), lr=1e-2).step()
+    model.zero_grad()
+    multiscale_loss(model(imgl, imgr), gt, small_cfg.model.maxdisp, small_cfg.model.loss_weights).backward()
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     assert trainable
     missing = [n for n, p in trainable if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]

@@ -1,0 +1,65 @@
+"""Fold and freeze: the fake-quant model as the exported IR sees it.
+
+Each fused QAT conv-BN becomes a plain conv whose weight is the BN-scaled weight and whose bias is
+the BN shift; its weight fake-quant (whose scale was learned on exactly that scaled weight) and
+its output fake-quant are kept, so the folded model computes what the eval-mode QAT model computes.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.ao.nn.intrinsic.qat as nniqat
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.ao.quantization import FakeQuantize
+
+from stereokit.quant.prepare import set_observers
+
+_FUSED = (nniqat.ConvBn2d, nniqat.ConvBnReLU2d, nniqat.ConvBn3d, nniqat.ConvBnReLU3d)
+
+
+class FoldedConv(nn.Module):
+    """conv(x, fq_w(W * s)) + (beta - mean * s) [then ReLU], s = gamma / sqrt(var + eps)."""
+
+    def __init__(self, fused: nn.Module) -> None:
+        super().__init__()
+        bn = fused.bn
+        s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        shape = [-1] + [1] * (fused.weight.dim() - 1)
+        self.weight = nn.Parameter((fused.weight * s.reshape(shape)).detach().clone(), requires_grad=False)
+        conv_bias = fused.bias if fused.bias is not None else torch.zeros_like(bn.running_mean)
+        self.bias = nn.Parameter(((conv_bias - bn.running_mean) * s + bn.bias).detach().clone(), requires_grad=False)
+        self.weight_fake_quant = fused.weight_fake_quant
+        self.activation_post_process = fused.activation_post_process
+        self.relu = isinstance(fused, (nniqat.ConvBnReLU2d, nniqat.ConvBnReLU3d))
+        self.dims = fused.weight.dim() - 2
+        self.stride, self.padding, self.dilation, self.groups = fused.stride, fused.padding, fused.dilation, fused.groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv = F.conv2d if self.dims == 2 else F.conv3d
+        y = conv(x, self.weight_fake_quant(self.weight), self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return self.activation_post_process(F.relu(y) if self.relu else y)
+
+
+def fold_bn(model: nn.Module) -> nn.Module:
+    """Replace every fused QAT conv-BN in place by its FoldedConv."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, _FUSED):
+            # the output fake-quant was called by a forward hook; FoldedConv calls it itself
+            child._forward_hooks.clear()
+            setattr(model, name, FoldedConv(child))
+        else:
+            fold_bn(child)
+    return model
+
+
+def export_copy(model: nn.Module) -> nn.Module:
+    """Eval, observers frozen, BN folded; 16-bit fake-quants off (the IR keeps those ops in float)."""
+    folded = fold_bn(copy.deepcopy(model).cpu().eval())
+    set_observers(folded, False, weights_too=True)
+    for module in folded.modules():
+        if isinstance(module, FakeQuantize) and module.quant_max - module.quant_min > 255:
+            module.disable_fake_quant()
+    return folded
