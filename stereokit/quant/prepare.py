@@ -14,7 +14,8 @@ import torch
 import torch.ao.nn.intrinsic.qat as nniqat
 import torch.ao.nn.quantized as nnq
 from torch import Tensor, nn
-from torch.ao.quantization import DeQuantStub, FakeQuantize, QuantStub, fuse_modules_qat, prepare_qat
+from torch.ao.quantization import DeQuantStub, FakeQuantize, FixedQParamsFakeQuantize, QuantStub, fuse_modules_qat, prepare_qat
+from torch.ao.quantization.observer import FixedQParamsObserver
 from torch.ao.quantization.quantization_mappings import get_default_qat_module_mappings
 
 from stereokit.config import StereokitConfig
@@ -76,6 +77,17 @@ def make_islands(model: nn.Module, int16: list[str], float_: list[str], cfg: Ste
         setattr(model.get_submodule(parent_name) if parent_name else model, child, island)
 
 
+def softmax_at_16_bits(model: nn.Module) -> None:
+    """torch gives every softmax a fixed 8-bit output scale of 1/256; inside a 16-bit island the
+    softmax keeps 1/32768 (its output lies in [0, 1])."""
+    for island in [m for m in model.modules() if isinstance(m, Island)]:
+        for module in island.inner.modules():
+            if isinstance(module, nn.Softmax) and getattr(module, "qconfig", None) is not None:
+                observer = FixedQParamsObserver.with_args(scale=1.0 / 32768, zero_point=0, dtype=torch.qint32,
+                                                          quant_min=0, quant_max=32767)
+                module.activation_post_process = FixedQParamsFakeQuantize(observer=observer)
+
+
 def conv_bn_groups(model: nn.Module) -> Iterator[nn.Sequential]:
     """Every conv_bn() block: Sequential(conv, bn[, relu])."""
     for module in list(model.modules()):
@@ -129,6 +141,7 @@ def prepare_quant_model(float_model: StereoNet, cfg: StereokitConfig) -> QuantSt
     model.qconfig = build_qconfig(cfg.quant, cfg.train.calibration)
     make_islands(model.model, cfg.quant.int16_modules, cfg.quant.float_modules, cfg)
     prepare_qat(model, mapping=dict(get_default_qat_module_mappings()), inplace=True)
+    softmax_at_16_bits(model)
     # The fixed correlation and regression weights stay fixed through QAT, exactly representable.
     for layer in _fixed_layers(model.model):
         layer.weight.requires_grad_(False)
