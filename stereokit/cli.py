@@ -318,6 +318,25 @@ def eval_(
         console.print(f"{name}: pictures and eval.json in {r.out_dir}")
 
 
+@app.command()
+@user_errors
+def export(
+    stage_path: Path = typer.Argument(..., help="RUN/qat (the quantized IR) or RUN/float (a float ONNX for comparison)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing export."),
+) -> None:
+    """Export the quantized IR: ONNX with QuantizeLinear/DequantizeLinear around every integer op.
+
+    Static input shape deploy.input_height x deploy.input_width; inputs imgl, imgr; output disparity.
+
+    Example: stereokit export runs/sf/qat
+    """
+    from stereokit.services.export import run_export
+
+    r = run_export(stage_path, force=force)
+    ops = ", ".join(f"{k} {v}" for k, v in sorted(r.op_counts.items(), key=lambda kv: -kv[1])[:8])
+    console.print(f"exported {r.source} -> {r.model} ({r.bytes / 2**20:.1f} MiB, opset {r.opset}, input {'x'.join(map(str, r.input_shape))}); ops: {ops}")
+
+
 def main() -> None:
     # torch.ao's eager quantization warns on every use that it is deprecated in favour of torchao;
     # the choice is documented in docs/quantization.md, so users are spared the repetition.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 from torch.ao.nn.quantized import FloatFunctional
+from torch.ao.quantization import DeQuantStub, QuantStub
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1, relu: bool = True, dims: int = 2) -> nn.Sequential:
@@ -32,7 +33,25 @@ class ResBlock(nn.Module):
         self.conv2 = conv_bn(cout, cout, 3, 1, dilation, relu=False)
         self.skip = conv_bn(cin, cout, 1, stride, relu=False) if (stride != 1 or cin != cout) else nn.Identity()
         self.add = FloatFunctional()
-        self.relu = nn.ReLU(inplace=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.add.add(self.conv2(self.conv1(x)), self.skip(x)))
+        # add_relu, not add then ReLU: the quantizer then sits after the ReLU, and the exported
+        # graph is DQ -> Add -> Relu -> Q, which runtimes lower to one integer add.
+        return self.add.add_relu(self.conv2(self.conv1(x)), self.skip(x))
+
+
+class Requantized(nn.Module):
+    """A data-movement op (resize, pooling) with its own output quantizer.
+
+    Float model: just `op`. Quantized: dequantize, op, quantize to the observed output scale, so the
+    exported graph is DQ -> op -> Q and the next integer op has a quantized input.
+    """
+
+    def __init__(self, op: nn.Module) -> None:
+        super().__init__()
+        self.dequant = DeQuantStub()
+        self.op = op
+        self.quant = QuantStub()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.quant(self.op(self.dequant(x)))

@@ -43,9 +43,12 @@ def predict(model: StereoNet, imgl: Tensor, imgr: Tensor) -> Tensor:
 
 
 class DeployModel(nn.Module):
-    """The graph that gets exported: fixed-size inputs -> `disparity` in pixels at that size."""
+    """The graph that gets exported: fixed-size inputs -> `disparity` in pixels at that size.
 
-    def __init__(self, model: StereoNet) -> None:
+    `model` is a StereoNet or its quantized wrapper (anything with `.cfg` returning the maps).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 

@@ -8,12 +8,14 @@ so upsampling needs no rescaling and quantized ranges stay small; `postprocess` 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.ao.nn.quantized import FloatFunctional
 
 from stereokit.config import ModelConfig
-from stereokit.models.blocks import ResBlock, conv_bn
+from stereokit.models.blocks import Requantized, ResBlock, conv_bn
 
 
 class StereoNetNeck(nn.Module):
@@ -37,18 +39,19 @@ class StereoNetNeck(nn.Module):
         return matching, self.concat_feature(matching)
 
 
-def shift_right_view(x: Tensor, d: int) -> Tensor:
+def shift_right_view(x: Tensor, d: int, cat: Callable[..., Tensor] = torch.cat) -> Tensor:
     """The right view moved d columns to the right, its first column repeated into the gap.
 
-    Built from a slice and a concatenation only, so it stays a static, quantizable graph.
+    Built from a slice and a concatenation only, so it stays a static, quantizable graph; `cat` is
+    a FloatFunctional's cat in the model, so the shifted tensor has a quantizer of its own.
     """
-    width = x.shape[-1]
+    width = int(x.shape[-1])
     d = min(d, width)
     if d == 0:
         return x
     if d == width:
-        return torch.cat([x[..., :1]] * width, dim=-1)
-    return torch.cat([x[..., :1]] * d + [x[..., : width - d]], dim=-1)
+        return cat([x[..., :1]] * width, dim=-1)
+    return cat([x[..., :1]] * d + [x[..., : width - d]], dim=-1)
 
 
 class CostVolume(nn.Module):
@@ -65,6 +68,8 @@ class CostVolume(nn.Module):
         self.group_reduce = nn.Conv2d(matching_channels, groups, 1, groups=groups, bias=False)
         nn.init.constant_(self.group_reduce.weight, groups / matching_channels)
         self.group_reduce.weight.requires_grad_(False)
+        self.shift_match = FloatFunctional()
+        self.shift_concat = FloatFunctional()
         self.mul = FloatFunctional()
         self.cat_slice = FloatFunctional()
         self.cat_volume = FloatFunctional()
@@ -72,8 +77,8 @@ class CostVolume(nn.Module):
     def forward(self, match_l: Tensor, match_r: Tensor, concat_l: Tensor, concat_r: Tensor) -> Tensor:
         slices = []
         for d in range(self.num_disparities):
-            gwc = self.group_reduce(self.mul.mul(match_l, shift_right_view(match_r, d)))
-            cost = self.cat_slice.cat([gwc, concat_l, shift_right_view(concat_r, d)], dim=1)
+            gwc = self.group_reduce(self.mul.mul(match_l, shift_right_view(match_r, d, self.shift_match.cat)))
+            cost = self.cat_slice.cat([gwc, concat_l, shift_right_view(concat_r, d, self.shift_concat.cat)], dim=1)
             slices.append(cost.unsqueeze(2))
         return self.cat_volume.cat(slices, dim=2)
 
@@ -111,7 +116,7 @@ class RefineLevel(nn.Module):
 
     def __init__(self, channels: int, dilations: list[int]) -> None:
         super().__init__()
-        self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.upsample = Requantized(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
         self.cat = FloatFunctional()
         self.conv_in = conv_bn(1 + 3, channels)
         self.blocks = nn.Sequential(*[ResBlock(channels, channels, dilation=d) for d in dilations])
@@ -120,12 +125,11 @@ class RefineLevel(nn.Module):
         nn.init.zeros_(self.residual.weight)
         nn.init.zeros_(self.residual.bias)
         self.add = FloatFunctional()
-        self.relu = nn.ReLU(inplace=False)
 
     def forward(self, disp: Tensor, image: Tensor) -> Tensor:
         up = self.upsample(disp)
         residual = self.residual(self.blocks(self.conv_in(self.cat.cat([up, image], dim=1))))
-        return self.relu(self.add.add(up, residual))
+        return self.add.add_relu(up, residual)
 
 
 class StereoNetHead(nn.Module):
@@ -135,7 +139,7 @@ class StereoNetHead(nn.Module):
         self.cost_volume = CostVolume(cfg.num_disparities, c[3] + c[4], cfg.groups)
         self.aggregation = Aggregation(cfg.groups + 2 * c[5], cfg.agg_channels, cfg.agg_blocks)
         self.soft_argmin = SoftArgmin(cfg.num_disparities)
-        self.pool = nn.AvgPool2d(2, 2)
+        self.pool = Requantized(nn.AvgPool2d(2, 2))
         self.refine = nn.ModuleList(
             [RefineLevel(cfg.refine_channels, cfg.refine_dilations) for _ in range(cfg.refine_levels)]
         )
