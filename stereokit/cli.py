@@ -337,6 +337,112 @@ def export(
     console.print(f"exported {r.source} -> {r.model} ({r.bytes / 2**20:.1f} MiB, opset {r.opset}, input {'x'.join(map(str, r.input_shape))}); ops: {ops}")
 
 
+TargetOpt = typer.Option("bpu-sim", "--target", help="A shipped target (bpu-sim) or a target profile .json.")
+
+
+def _print_check(r: Any, verbose: bool) -> None:
+    table = Table(title=f"{r.model} on {r.target}")
+    for name in ("op", "accelerator", "cpu", "GMACs"):
+        table.add_column(name, justify="left" if name == "op" else "right")
+    for op, row in sorted(r.by_op.items(), key=lambda kv: -kv[1]["macs"]):
+        table.add_row(op, str(row["accelerator"]), str(row["cpu"]), f"{row['macs'] / 1e9:.3f}")
+    console.print(table)
+    if verbose:
+        nodes = Table(title="nodes")
+        for name in ("node", "op", "device", "rule"):
+            nodes.add_column(name)
+        for n in r.nodes:
+            nodes.add_row(n.name, n.op, n.device, n.rule)
+        console.print(nodes)
+    else:
+        fallbacks: dict[tuple[str, str], int] = {}
+        for n in r.nodes:
+            if n.device == "cpu":
+                fallbacks[(n.op, n.rule)] = fallbacks.get((n.op, n.rule), 0) + 1
+        if fallbacks:
+            table = Table(title="CPU fallbacks (--verbose lists every node)")
+            for name in ("op", "nodes", "why"):
+                table.add_column(name)
+            for (op, rule), count in fallbacks.items():
+                table.add_row(op, str(count), rule)
+            console.print(table)
+    console.print(f"{r.accelerator_share:.1%} of {r.macs / 1e9:.3f} GMACs on the accelerator; {r.fallbacks} node(s) on the CPU")
+    for e in r.errors[:5]:
+        err_console.print(f"[red]compile would fail:[/] {e}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def check(
+    model: Path = typer.Argument(..., help="RUN/export (or any .onnx)."),
+    target: str = TargetOpt,
+    strict: bool = typer.Option(False, "--strict", help="Exit non-zero if any node falls back to the CPU."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List every node, not only the fallbacks."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Check the IR against a target: per node, accelerator or CPU fallback and the rule that decided.
+
+    Example: stereokit check runs/sf/export --target bpu-sim --strict
+    """
+    from stereokit.services.check import run_check
+
+    r = run_check(model, target)
+    if as_json:
+        _echo_json(r.model_dump(mode="json"))
+    else:
+        _print_check(r, verbose)
+    if r.errors:
+        raise StereokitError(f"{r.model}: {len(r.errors)} problem(s) would break compile; first: {r.errors[0]}", exit_code=1)
+    if strict and r.fallbacks:
+        raise StereokitError(f"{r.model}: {r.fallbacks} node(s) fall back to the CPU (--strict).", exit_code=1)
+
+
+@app.command("compile")
+@user_errors
+def compile_(
+    path: Path = typer.Argument(..., help="RUN/qat (exports first if needed) or RUN/export."),
+    target: str = TargetOpt,
+    strict: bool = typer.Option(False, "--strict", help="Refuse if any node would fall back to the CPU."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing compiled model."),
+) -> None:
+    """Compile the IR into a self-contained integer model (RUN/compile/model.hbm) with perf.json/perf.html.
+
+    Example: stereokit compile runs/sf/qat --target bpu-sim
+    """
+    from stereokit.services.compile import run_compile
+
+    r = run_compile(path, target, strict, force)
+    ops = ", ".join(f"{k} {v}" for k, v in sorted(r.op_counts.items(), key=lambda kv: -kv[1])[:6])
+    console.print(f"compiled -> {r.hbm} ({r.bytes / 2**20:.2f} MiB) for {r.target}: {r.accelerator_share:.1%} of MACs on the accelerator, {r.fallbacks} CPU node(s); {ops}")
+    console.print(f"estimate on {r.target}: {r.estimated_latency_ms:.2f} ms ({r.estimated_fps:.1f} FPS); measured here (ONNX Runtime CPU): "
+                  f"compiled {r.latency_ms['compiled_int8_ms']:.1f} ms vs float {r.latency_ms['onnx_float_ms']:.1f} ms -> {r.perf_html}")
+
+
+@app.command("validate-bpu")
+@user_errors
+def validate_bpu(
+    path: Path = typer.Argument(..., help="RUN/compile."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Run the compiled model over the test split (ONNX Runtime stands in for the board): EPE and
+    agreement with the torch fixed-point model. Exits 1 when agreement is below deploy.max_*.
+
+    Example: stereokit validate-bpu runs/sf/compile --json
+    """
+    from stereokit.services.validate_bpu import run_validate
+
+    r = run_validate(path, show_progress=not (quiet or as_json))
+    if as_json:
+        _echo_json({k: getattr(r, k) for k in ("epe", "bad1", "bad3", "pixels", "mean_abs_diff_px", "max_abs_diff_px", "frac_over_0_5px")})
+    else:
+        console.print(_metrics_table(f"compiled model on the test split ({r.images} images)", {"compiled": r.model_dump()}))
+        console.print(f"agreement with int_infer (EPE {r.int_infer_epe:.4f}): mean |diff| {r.mean_abs_diff_px:.4f} px, "
+                      f"max {r.max_abs_diff_px:.3f} px, {r.frac_over_0_5px:.3%} of pixels over 0.5 px")
+    if not r.passed:
+        raise StereokitError(f"{path}: the compiled model disagrees with int_infer beyond the bar {r.bar}.", exit_code=1)
+
+
 def main() -> None:
     # torch.ao's eager quantization warns on every use that it is deprecated in favour of torchao;
     # the choice is documented in docs/quantization.md, so users are spared the repetition.

@@ -148,6 +148,8 @@ class DeployConfig(_Section):
     input_width: int = Field(960, gt=0)
     opset: int = Field(17, ge=17)
     target: str = "bpu-sim"
+    max_mean_abs_diff_px: float = Field(0.1, ge=0, description="validate-bpu: compiled vs int_infer, mean |diff|")
+    max_frac_over_0_5px: float = Field(0.01, ge=0, le=1, description="validate-bpu: share of pixels differing by > 0.5 px")
 
     @model_validator(mode="after")
     def _multiple_of_32(self) -> "DeployConfig":

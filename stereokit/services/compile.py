@@ -1,0 +1,131 @@
+"""`stereokit compile RUN/qat|RUN/export`: the integer model container (.hbm) with a performance
+estimate on the target and measured ONNX Runtime latency on this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+from pydantic import BaseModel
+
+from stereokit import __version__
+from stereokit.config import config_hash
+from stereokit.deploy.checker import check_model
+from stereokit.deploy.compiler import chains_left, float_convs, lower_to_integer, op_counts
+from stereokit.deploy.graph import Graph
+from stereokit.deploy.hbm import FORMAT_VERSION, pack_hbm
+from stereokit.deploy.onnx_export import export_onnx
+from stereokit.deploy.perf import estimate, measure_latency_ms, perf_html, rows_json, summary
+from stereokit.deploy.target import load_target
+from stereokit.errors import StereokitError
+from stereokit.models.postprocess import DeployModel
+from stereokit.runs import (
+    StageRecord, artifact, atomic_write_bytes, atomic_write_text, finish_stage, read_stage_record,
+    require_stage, run_config, stage_dir,
+)
+from stereokit.services.check import islands_for, load_onnx
+from stereokit.services.export import run_export
+from stereokit.services.stages import float_model
+
+
+class CompileResult(BaseModel):
+    hbm: Path
+    bytes: int
+    target: str
+    op_counts: dict[str, int]
+    accelerator_share: float
+    fallbacks: int
+    estimated_latency_ms: float
+    estimated_fps: float
+    latency_ms: dict[str, float]
+    perf_json: Path
+    perf_html: Path
+
+
+def _run_dir_of(path: Path) -> Path:
+    path = Path(path)
+    if path.name in ("qat", "calibration", "export", "export_float"):
+        return path.parent
+    raise StereokitError(f"{path}: give a run's qat or export directory (e.g. runs/sf/qat).")
+
+
+def input_quantization(model: onnx.ModelProto) -> dict[str, dict[str, float]]:
+    """The scale and zero point of the QuantizeLinear each graph input enters first."""
+    g = Graph.load(model)
+    result = {}
+    for value in model.graph.input:
+        for user in g.consumers.get(value.name, []):
+            if user.op_type == "QuantizeLinear":
+                scale = g.constant_value(user.input[1])
+                zero = g.constant_value(user.input[2]) if len(user.input) > 2 and user.input[2] else None
+                result[value.name] = {"scale": float(scale.reshape(-1)[0]) if scale is not None else float("nan"),
+                                      "zero_point": int(zero.reshape(-1)[0]) if zero is not None else 0}
+    return result
+
+
+def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force: bool = False,
+                measure_runs: int = 3) -> CompileResult:
+    path = Path(path)
+    run_dir = _run_dir_of(path)
+    cfg = run_config(run_dir)
+    out = stage_dir(run_dir, "compile")
+    if read_stage_record(run_dir, "compile") is not None and not force:
+        raise StereokitError(f"{out}: a compiled model is already here; pass --force to replace it.")
+    profile = load_target(target)
+    ir_stage = path.name if path.name.startswith("export") else "export"
+    if ir_stage == "export" and read_stage_record(run_dir, "export") is None:
+        run_export(run_dir / path.name)
+    export_record = require_stage(run_dir, ir_stage)
+    ir_path = stage_dir(run_dir, ir_stage) / "model.onnx"
+    ir = load_onnx(ir_path)
+    report = check_model(ir, profile, islands_for(ir_path))
+    if report.errors:
+        raise StereokitError(f"{ir_path}: cannot compile: {report.errors[0]} (run 'stereokit check' for all).", exit_code=1)
+    if strict and report.fallbacks:
+        raise StereokitError(f"{ir_path}: {len(report.fallbacks)} node(s) would fall back to the CPU on {profile.name} (--strict); first: {report.fallbacks[0].op} ({report.fallbacks[0].rule}).", exit_code=1)
+    record = StageRecord(stage="compile", config_hash=config_hash(cfg), inputs=[artifact(run_dir, ir_path)] + export_record.inputs)
+
+    lowered = lower_to_integer(ir_path.read_bytes())
+    islands = islands_for(ir_path)
+    stray = [n for n in float_convs(lowered) if not any("/" + p.replace(".", "/") + "/" in n for p in islands)]
+    if stray:
+        raise StereokitError(f"{ir_path}: {len(stray)} conv(s) stayed in float after lowering, first {stray[0]}; the IR is not fully quantized.", exit_code=1)
+    rows = estimate(ir, report, profile)
+    totals = summary(rows, profile)
+    h, w = cfg.deploy.input_height, cfg.deploy.input_width
+    float_onnx = export_onnx(DeployModel(float_model(cfg, stage_dir(run_dir, "float") / "best.pt")), h, w, cfg.deploy.opset, {})
+    measured = {
+        "compiled_int8_ms": measure_latency_ms(lowered, h, w, runs=measure_runs),
+        "onnx_float_ms": measure_latency_ms(float_onnx, h, w, runs=measure_runs),
+    }
+    counts = op_counts(lowered)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "stereokit_version": __version__,
+        "target": profile.name,
+        "inputs": {name: [1, 3, h, w] for name in ("imgl", "imgr")},
+        "output": {"disparity": [1, 1, h, w]},
+        "preprocessing": {p.key: p.value for p in ir.metadata_props},
+        "input_quantization": input_quantization(ir),
+        "maxdisp": cfg.model.maxdisp,
+        "sources": {"ir_sha256": record.inputs[0].sha256, **{f"{a.path}": a.sha256 for a in export_record.inputs}},
+        "op_counts": counts,
+        "float_islands": islands,
+        "q_dq_q_chains": chains_left(lowered),
+        "estimate": totals,
+        "measured_cpu_latency_ms": measured,
+    }
+    hbm = out / "model.hbm"
+    atomic_write_bytes(hbm, pack_hbm(manifest, lowered))
+    perf = {"target": profile.model_dump(), "totals": totals, "measured_cpu_latency_ms": measured, "layers": rows_json(rows)}
+    atomic_write_text(out / "perf.json", json.dumps(perf, indent=2))
+    atomic_write_text(out / "perf.html", perf_html(f"stereokit compile: {run_dir} on {profile.name}", totals, measured, rows))
+    share = report.accelerator_macs / report.macs if report.macs else 0.0
+    record.details.update({"target": profile.name, "op_counts": counts, "fallbacks": len(report.fallbacks)})
+    finish_stage(run_dir, record, [hbm, out / "perf.json", out / "perf.html"],
+                 {"accelerator_share": share, **totals, "latency_ms": measured})
+    return CompileResult(hbm=hbm, bytes=hbm.stat().st_size, target=profile.name, op_counts=counts, accelerator_share=share,
+                         fallbacks=len(report.fallbacks), estimated_latency_ms=totals["estimated_latency_ms"],
+                         estimated_fps=totals["estimated_fps"], latency_ms=measured, perf_json=out / "perf.json",
+                         perf_html=out / "perf.html")
