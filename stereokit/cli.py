@@ -443,6 +443,41 @@ def validate_bpu(
         raise StereokitError(f"{path}: the compiled model disagrees with int_infer beyond the bar {r.bar}.", exit_code=1)
 
 
+@app.command()
+@user_errors
+def infer(
+    model: Optional[Path] = typer.Option(None, "--model", help="A .hbm, an .onnx, or a run's float/calibration/qat directory."),
+    imgl: Optional[Path] = typer.Option(None, "--imgl", help="Left image."),
+    imgr: Optional[Path] = typer.Option(None, "--imgr", help="Right image (same size)."),
+    baseline: Optional[float] = typer.Option(None, "--baseline", help="Camera baseline in metres (needs --f)."),
+    focal: Optional[float] = typer.Option(None, "--f", help="Focal length in pixels (needs --baseline)."),
+    save_path: Path = typer.Option(Path("infer_out"), "--save-path", help="Folder for the outputs."),
+    model_inputs: Optional[str] = typer.Option(None, "--model-inputs", help="imgl:L,imgr:R,baseline:B,f:F (the reference tool's form)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Disparity (PFM, 16-bit PNG x256, colour) and depth = f * baseline / disparity for one stereo pair.
+
+    Example: stereokit infer --model runs/sf/compile/model.hbm --imgl l.png --imgr r.png --baseline 0.54 --f 1050 --save-path out
+    """
+    from stereokit.services.infer import parse_model_inputs, run_infer
+
+    extra = parse_model_inputs(model_inputs) if model_inputs else {}
+    imgl = imgl or (Path(extra["imgl"]) if "imgl" in extra else None)
+    imgr = imgr or (Path(extra["imgr"]) if "imgr" in extra else None)
+    baseline = baseline if baseline is not None else (float(extra["baseline"]) if "baseline" in extra else None)
+    focal = focal if focal is not None else (float(extra["f"]) if "f" in extra else None)
+    if model is None or imgl is None or imgr is None:
+        raise StereokitError("--model, --imgl and --imgr are required (or imgl/imgr in --model-inputs).")
+    r = run_infer(model, imgl, imgr, save_path, baseline, focal)
+    if as_json:
+        _echo_json(r.model_dump())
+        return
+    depth = f", median depth {r.depth_median_m:.2f} m" if r.depth_median_m is not None else ""
+    console.print(f"disparity {r.disparity_min:.2f}..{r.disparity_max:.2f} px{depth}; {r.handling}")
+    for name, where in r.outputs.items():
+        console.print(f"  {name}: {where}")
+
+
 def main() -> None:
     # torch.ao's eager quantization warns on every use that it is deprecated in favour of torchao;
     # the choice is documented in docs/quantization.md, so users are spared the repetition.
