@@ -120,7 +120,8 @@ def depth_picture(depth: np.ndarray) -> bytes:
     vmax = float(np.percentile(valid, 98)) if valid.size else 1.0
     h, w = depth.shape
     fig, ax = plt.subplots(figsize=(max(4.0, w / 100 + 1.2), max(3.0, h / 100)), dpi=100)
-    image = ax.imshow(np.where(depth > 0, depth, np.nan), cmap="turbo_r", vmin=0, vmax=vmax)
+    vmin = float(np.percentile(valid, 2)) if valid.size else 0.0
+    image = ax.imshow(np.where(depth > 0, depth, np.nan), cmap="turbo_r", vmin=vmin, vmax=vmax)
     ax.set_axis_off()
     fig.colorbar(image, ax=ax, label="depth (m)", fraction=0.046, pad=0.02)
     fig.tight_layout()

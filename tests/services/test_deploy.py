@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from stereokit.config import load_config
+from stereokit.data.pfm import read_pfm
+from stereokit.data.sceneflow import read_split
+from stereokit.deploy.hbm import load_hbm, pack_hbm, unpack_hbm
+from stereokit.errors import StereokitError
+from stereokit.runs import require_stage
+from stereokit.services.calibrate import run_calibrate
+from stereokit.services.check import run_check
+from stereokit.services.compile import run_compile
+from stereokit.services.eval import run_eval
+from stereokit.services.export import run_export
+from stereokit.services.infer import run_infer
+from stereokit.services.qat import run_qat
+from stereokit.services.train import run_train_float
+from stereokit.services.validate_bpu import run_validate
+from tests.conftest import tiny_overrides
+
+STEREOKIT = str(Path(sys.executable).parent / "stereokit")
+DEPLOY = ["deploy.input_height=64", "deploy.input_width=128", "train.calibration.steps=4", "train.calibration.batch_size=4",
+          "train.qat.batch_size=4", "train.qat.epochs=1", "train.qat.lr=1e-4"]
+
+
+@pytest.fixture(scope="module")
+def deployed(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("deploy") / "run"
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=4) + DEPLOY)
+    run_train_float(cfg, run, show_progress=False)
+    run_calibrate(run, show_progress=False)
+    run_qat(run, show_progress=False)
+    run_export(run / "float")
+    run_compile(run / "qat", measure_runs=1)  # exports the QAT model first
+    return run
+
+
+def test_export_is_a_checked_static_qdq_graph(deployed: Path) -> None:
+    model = onnx.load(str(deployed / "export" / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["imgl", "imgr"] and [o.name for o in model.graph.output] == ["disparity"]
+    for value in list(model.graph.input) + list(model.graph.output):
+        assert [d.dim_value for d in value.type.tensor_type.shape.dim][2:] == [64, 128]
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "BatchNormalization" not in ops
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["input_layout"] == "NCHW" and props["input_normalisation"] == "(x - 128) / 128"
+    assert props["source_stage"] == "qat" and props["maxdisp"] == "32"
+    record = require_stage(deployed, "export")
+    assert record.inputs[0].path == "qat/best.pt" and record.details["inputs"]["imgl"] == [1, 3, 64, 128]
+    float_ops = {n.op_type for n in onnx.load(str(deployed / "export_float" / "model.onnx")).graph.node}
+    assert "QuantizeLinear" not in float_ops
+
+
+def test_check_puts_every_conv_on_the_accelerator(deployed: Path, tmp_path: Path) -> None:
+    report = run_check(deployed / "export")
+    assert report.errors == []
+    convs = [n for n in report.nodes if n.op == "Conv"]
+    on_cpu = [n for n in convs if n.device == "cpu"]
+    assert len(on_cpu) == 1 and "soft_argmin" in on_cpu[0].name and "island" in on_cpu[0].rule
+    assert report.accelerator_share > 0.99
+    assert all(n.rule for n in report.nodes)
+    strict_target = json.loads((Path(__file__).parents[2] / "stereokit/deploy/targets/bpu-sim.json").read_text())
+    strict_target["name"] = "tiny-npu"
+    strict_target["ops"][0]["max_kernel"] = 1
+    (tmp_path / "tiny.json").write_text(json.dumps(strict_target))
+    small = run_check(deployed / "export", str(tmp_path / "tiny.json"))
+    assert any(n.rule == "kernel 3x3 above 1" and n.device == "cpu" for n in small.nodes)
+    assert small.accelerator_share < report.accelerator_share
+    float_report = run_check(deployed / "export_float")
+    assert float_report.fallbacks == len(float_report.nodes) and float_report.accelerator_share == 0.0
+
+
+def test_compiled_model_is_integer_and_self_contained(deployed: Path) -> None:
+    compiled = load_hbm(deployed / "compile" / "model.hbm")
+    graph = onnx.load_from_string(compiled.model)
+    ops = [n.op_type for n in graph.graph.node]
+    float_convs = [n.name for n in graph.graph.node if n.op_type == "Conv"]
+    assert all("soft_argmin" in name for name in float_convs) and len(float_convs) <= 1
+    assert ops.count("QLinearConv") >= 40 and "QLinearAdd" in ops
+    manifest = compiled.manifest
+    assert manifest["inputs"]["imgl"] == [1, 3, 64, 128] and manifest["target"] == "bpu-sim"
+    assert manifest["input_quantization"]["imgl"]["scale"] > 0
+    assert manifest["q_dq_q_chains"] == 0
+    assert manifest["sources"]["qat/best.pt"] == require_stage(deployed, "export").inputs[0].sha256
+    perf = json.loads((deployed / "compile" / "perf.json").read_text())
+    assert perf["totals"]["macs"] > 0 and perf["totals"]["estimated_latency_ms"] > 0
+    assert {"compiled_int8_ms", "onnx_float_ms"} <= set(perf["measured_cpu_latency_ms"])
+    assert all(layer["bound"] in ("compute", "bandwidth") for layer in perf["layers"])
+    assert "<table>" in (deployed / "compile" / "perf.html").read_text()
+
+
+def test_hbm_loader_refuses_damage() -> None:
+    good = pack_hbm({"a": 1}, b"model-bytes")
+    assert unpack_hbm(good).model == b"model-bytes"
+    with pytest.raises(StereokitError, match="truncated"):
+        unpack_hbm(good[:-1])
+    flipped = bytearray(good)
+    flipped[-3] ^= 0x01
+    with pytest.raises(StereokitError, match="checksum does not match"):
+        unpack_hbm(bytes(flipped))
+    with pytest.raises(StereokitError, match="bad magic"):
+        unpack_hbm(b"XXXXXXXX" + good[8:])
+    newer = good[:8] + struct.pack("<I", 99) + good[12:]
+    with pytest.raises(StereokitError, match="newer than this stereokit reads"):
+        unpack_hbm(newer)
+    with pytest.raises(StereokitError, match="too short"):
+        unpack_hbm(b"SKHBM")
+
+
+def test_validate_bpu_agrees_with_int_infer(deployed: Path) -> None:
+    result = run_validate(deployed / "compile", show_progress=False)
+    int_infer = run_eval(deployed, "int_infer", show_progress=False)
+    assert result.passed and result.images == 3
+    assert abs(result.epe - int_infer.epe) <= 0.02 * int_infer.epe
+    assert result.int_infer_epe == pytest.approx(int_infer.epe, rel=1e-6)
+    assert result.mean_abs_diff_px < 0.1
+
+
+def test_infer_any_size_writes_every_output_right_way_up(deployed: Path, tiny_data: Path, tmp_path: Path) -> None:
+    sample = read_split(tiny_data / "SceneFlow", "test")[0][0]
+    left = cv2.imread(str(tiny_data / "SceneFlow" / sample.left))
+    right = cv2.imread(str(tiny_data / "SceneFlow" / sample.right))
+    for name, size in (("small", (100, 50)), ("large", (300, 130))):
+        cv2.imwrite(str(tmp_path / f"{name}_l.png"), cv2.resize(left, size))
+        cv2.imwrite(str(tmp_path / f"{name}_r.png"), cv2.resize(right, size))
+        for model in (deployed / "compile" / "model.hbm", deployed / "export" / "model.onnx", deployed / "qat"):
+            out = tmp_path / f"{name}_{model.name}"
+            result = run_infer(model, tmp_path / f"{name}_l.png", tmp_path / f"{name}_r.png", out, 0.54, 1050.0)
+            assert result.size == [size[1], size[0]]
+            for key in ("disparity_pfm", "disparity_png16", "disparity_color", "depth_npy", "depth_png", "side_by_side"):
+                assert Path(result.outputs[key]).is_file(), key
+            disp = read_pfm(out / "disparity.pfm")
+            png16 = cv2.imread(str(out / "disparity.png"), cv2.IMREAD_UNCHANGED)
+            assert disp.shape == (size[1], size[0]) and png16.dtype == np.uint16
+            assert np.allclose(png16 / 256.0, np.clip(disp, 0, 255.99), atol=1 / 256)  # same orientation
+            depth = np.load(out / "depth.npy")
+            ok = disp > 0
+            assert np.allclose(depth[ok], 1050.0 * 0.54 / disp[ok], rtol=1e-5)
+            panel = cv2.imread(str(out / "side_by_side.png"))
+            assert np.array_equal(panel[:, : size[0]], cv2.imread(str(tmp_path / f"{name}_l.png")))
+        assert ("padded" in result.handling) == (name == "small") or "torch" in result.handling
+
+
+def test_bad_inputs_to_deployment_commands(deployed: Path, tmp_path: Path) -> None:
+    left = tmp_path / "l.png"
+    cv2.imwrite(str(left), np.zeros((40, 60, 3), np.uint8))
+    (tmp_path / "text.png").write_text("not an image")
+    cv2.imwrite(str(tmp_path / "other.png"), np.zeros((41, 60, 3), np.uint8))
+    hbm = deployed / "compile" / "model.hbm"
+    data = hbm.read_bytes()
+    (tmp_path / "newer.hbm").write_bytes(data[:8] + struct.pack("<I", 7) + data[12:])
+    cases = [
+        (["infer", "--model", str(hbm), "--imgl", str(tmp_path / "text.png"), "--imgr", str(left)], "text.png: not a readable image"),
+        (["infer", "--model", str(hbm), "--imgl", str(left), "--imgr", str(tmp_path / "other.png")], "differs from the left image"),
+        (["infer", "--model", str(hbm), "--imgl", str(left), "--imgr", str(left), "--baseline", "0.5"], "--f: depth needs both"),
+        (["infer", "--model", str(tmp_path / "newer.hbm"), "--imgl", str(left), "--imgr", str(left)], "newer than this stereokit reads"),
+        (["compile", str(deployed / "export_float"), "--strict", "--force"], "fall back to the CPU"),
+        (["check", str(deployed / "export_float"), "--strict"], "fall back to the CPU (--strict)"),
+        (["check", str(tmp_path)], "no model.onnx here"),
+        (["compile", str(deployed / "qat")], "already here; pass --force"),
+        (["export", str(deployed / "qat")], "already here; pass --force"),
+        (["validate-bpu", str(tmp_path / "nothing" / "compile")], "no compile stage here; run 'stereokit compile' first"),
+    ]
+    before = {str(p): p.read_bytes() for p in sorted(deployed.rglob("*")) if p.is_file()}
+    for args, needle in cases:
+        result = subprocess.run([STEREOKIT, *args], capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0, args
+        assert needle in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    after = {str(p): p.read_bytes() for p in sorted(deployed.rglob("*")) if p.is_file()}
+    assert after == before
