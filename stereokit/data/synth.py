@@ -54,7 +54,7 @@ def make_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         phase = (xx * np.cos(angle) + yy * np.sin(angle)) * (2 * np.pi / period)
         pattern = 0.5 + 0.4 * np.sin(phase) + 0.1 * _noise(rng, h, w, 3.0)
     else:
-        pattern = 0.45 * _noise(rng, h, w, 2.5) + 0.35 * _noise(rng, h, w, 8.0) + 0.2 * _noise(rng, h, w, 24.0)
+        pattern = 0.3 * _noise(rng, h, w, 2.5) + 0.3 * _noise(rng, h, w, 8.0) + 0.4 * _noise(rng, h, w, 32.0)
     tint = rng.uniform(0.6, 1.4, size=3).astype(np.float32)
     texture = base[None, None, :] + 90.0 * (pattern[..., None] - 0.5) * tint[None, None, :]
     return np.clip(texture, 0, 255).astype(np.float32)
