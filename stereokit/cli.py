@@ -125,6 +125,8 @@ def synth(
     maxdisp: float = typer.Option(64, "--maxdisp", help="Largest disparity in the scenes (pixels)."),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(1, "--workers", help="Processes writing pairs in parallel."),
+    min_objects: int = typer.Option(4, "--min-objects", help="Fewest foreground objects per scene."),
+    max_objects: int = typer.Option(10, "--max-objects", help="Most foreground objects per scene."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
 ) -> None:
     """Generate FlyingThings-like stereo pairs with exact disparity, in SceneFlow's layout.
@@ -133,7 +135,10 @@ def synth(
     """
     from stereokit.services.synth import run_synth
 
-    r = run_synth(out, num_train, num_test, height, width, maxdisp, seed, workers, force)
+    from stereokit.data.synth import SceneOptions
+
+    r = run_synth(out, num_train, num_test, height, width, maxdisp, seed, workers, force,
+                  options=SceneOptions(min_objects, max_objects))
     console.print(f"wrote {r.num_train} train and {r.num_test} test pairs ({r.width}x{r.height}, maxdisp {r.maxdisp:g}) to {r.out}")
 
 
@@ -476,6 +481,39 @@ def infer(
     console.print(f"disparity {r.disparity_min:.2f}..{r.disparity_max:.2f} px{depth}; {r.handling}")
     for name, where in r.outputs.items():
         console.print(f"  {name}: {where}")
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the data, the run and the report go."),
+    minutes: float = typer.Option(10.0, "--minutes", help="Rough budget for the two training stages together."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    force: bool = typer.Option(False, "--force", help="Start over instead of skipping finished stages."),
+) -> None:
+    """The whole flow on generated data: synth, pack, calops, train, calibrate, qat, eval, export,
+    check, compile, validate-bpu, infer; one table at the end, report.html and summary.json.
+
+    Example: stereokit demo --out runs/demo --minutes 10
+    """
+    from stereokit.services.demo import run_demo
+
+    r = run_demo(out, minutes, device, force, say=err_console.print)
+    table = Table(title=f"stereokit demo ({r.out})")
+    for name in ("stage", "EPE (px)", "bad-3"):
+        table.add_column(name, justify="left" if name == "stage" else "right")
+    for stage_name, m in r.stages.items():
+        table.add_row(stage_name, f"{m['epe']:.3f}", f"{m['bad3']:.2%}")
+    table.add_section()
+    table.add_row("constant prediction", f"{r.constant_baseline_epe:.3f}", "")
+    console.print(table)
+    console.print(f"params {r.params:,}; {r.macs / 1e9:.3f} GMACs at the demo size; compiled model {r.hbm_bytes / 1024:.0f} KiB, "
+                  f"{r.accelerator_share:.1%} of MACs on the integer path")
+    console.print("latency on this CPU: " + ", ".join(f"{k} {v:.1f} ms" for k, v in r.latency_ms.items()))
+    console.print(f"agreement compiled vs int_infer: mean {r.agreement['mean_abs_diff_px']:.4f} px, max {r.agreement['max_abs_diff_px']:.3f} px")
+    console.print(f"report: {r.out / 'report.html'}; summary: {r.out / 'summary.json'}")
+    for name in ("loss_curve", "compiled", "perf", "infer_side_by_side"):
+        console.print(f"  {name}: {r.artifacts[name]}")
 
 
 def main() -> None:

@@ -97,6 +97,7 @@ class FloatTrainConfig(_Section):
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="autocast on CUDA only")
     sync_bn: bool = True
     grad_clip: float | None = Field(None, gt=0)
+    residual_lr_scale: float = Field(0.02, gt=0, le=1, description="LR factor for the refinement residual convs")
 
 
 class CalibrationConfig(_Section):
@@ -123,6 +124,7 @@ class QatTrainConfig(_Section):
     val_every_epochs: int = Field(1, gt=0)
     log_every_steps: int = Field(20, gt=0)
     checkpoint_every_steps: int = Field(500, gt=0)
+    residual_lr_scale: float = Field(0.02, gt=0, le=1, description="LR factor for the refinement residual convs")
 
 
 class TrainConfig(_Section):

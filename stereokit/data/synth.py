@@ -115,16 +115,27 @@ def _render(layers: list[Layer], h: int, w: int, margin: int, right: bool) -> tu
     return image, best.astype(np.float32), owner
 
 
-def render_scene(rng: np.random.Generator, height: int, width: int, maxdisp: float) -> Scene:
+@dataclass(frozen=True)
+class SceneOptions:
+    """What a scene holds: how many foreground objects, and where the background plane may lie
+    (as fractions of maxdisp)."""
+
+    min_objects: int = 4
+    max_objects: int = 10
+    background: tuple[float, float] = (0.05, 0.35)
+
+
+def render_scene(rng: np.random.Generator, height: int, width: int, maxdisp: float,
+                 options: SceneOptions = SceneOptions()) -> Scene:
     margin = int(np.ceil(maxdisp)) + 8
     tex_w = width + 2 * margin
     layers: list[Layer] = []
-    # Background: a slanted plane in the far half of the range, covering the whole view.
-    d0 = rng.uniform(0.05, 0.35) * maxdisp
+    # Background: a slanted plane, by default in the far part of the range, covering the whole view.
+    d0 = rng.uniform(*options.background) * maxdisp
     slope_x = rng.uniform(-0.1, 0.1) * maxdisp / width
     slope_y = rng.uniform(0.0, 0.25) * maxdisp / height
     layers.append(Layer(make_texture(rng, height, tex_w), (d0, slope_x, slope_y), None))
-    for _ in range(int(rng.integers(4, 11))):
+    for _ in range(int(rng.integers(options.min_objects, options.max_objects + 1))):
         d = rng.uniform(0.2, 0.95) * maxdisp
         b = rng.uniform(-0.05, 0.05) * maxdisp / width
         c = rng.uniform(-0.05, 0.05) * maxdisp / height
@@ -163,9 +174,10 @@ def sample_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, 0 if split == "train" else 1, index])
 
 
-def write_synth_sample(out: Path, split: str, index: int, height: int, width: int, maxdisp: float, seed: int) -> Sample:
+def write_synth_sample(out: Path, split: str, index: int, height: int, width: int, maxdisp: float, seed: int,
+                       options: SceneOptions = SceneOptions()) -> Sample:
     sample = synth_sample_paths(split, index)
-    scene = render_scene(np.random.default_rng(sample_seed(seed, split, index)), height, width, maxdisp)
+    scene = render_scene(np.random.default_rng(sample_seed(seed, split, index)), height, width, maxdisp, options)
     for rel, image in ((sample.left, scene.left), (sample.right, scene.right)):
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,15 +8,26 @@ from torch import nn
 _DECAYED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for module in model.modules():
+# The refinement residual convs output normalised disparity (1.0 = maxdisp pixels): at the
+# recipe's LR, Adam's per-weight steps would move that output by pixels per step, so they learn
+# at `residual_lr_scale` times the LR.
+RESIDUAL_SUFFIX = ".residual"
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr: float, residual_lr_scale: float = 1.0) -> list[dict]:
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for module_name, module in model.named_modules():
+        slow = module_name.endswith(RESIDUAL_SUFFIX)
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad:
                 continue
-            (decay if isinstance(module, _DECAYED) and name == "weight" else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            decayed = isinstance(module, _DECAYED) and name == "weight"
+            groups.setdefault((decayed, slow), []).append(param)
+    return [
+        {"params": params, "weight_decay": weight_decay if decayed else 0.0, "lr": lr * (residual_lr_scale if slow else 1.0)}
+        for (decayed, slow), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))
+    ]
 
 
-def build_adam(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
-    return torch.optim.Adam(param_groups(model, weight_decay), lr=lr)
+def build_adam(model: nn.Module, lr: float, weight_decay: float, residual_lr_scale: float = 1.0) -> torch.optim.Adam:
+    return torch.optim.Adam(param_groups(model, weight_decay, lr, residual_lr_scale), lr=lr)

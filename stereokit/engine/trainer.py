@@ -64,6 +64,7 @@ class LoopSettings:
     checkpoint_every_steps: int = 500
     amp: Literal["off", "bf16", "fp16"] = "off"
     grad_clip: float | None = None
+    residual_lr_scale: float = 1.0
 
 
 @dataclass
@@ -142,7 +143,7 @@ def fit(
 ) -> FitResult:
     out_dir = Path(out_dir)
     model.to(device)
-    optimizer = build_adam(model, settings.lr, settings.weight_decay)
+    optimizer = build_adam(model, settings.lr, settings.weight_decay, settings.residual_lr_scale)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise StereokitError("the training split has fewer samples than one batch; lower the batch size or add data.")

@@ -30,13 +30,16 @@ class StereoNetNeck(nn.Module):
         self.stage3 = ResBlock(c2, c3, stride=2)
         self.stage4 = ResBlock(c3, c4, stride=1)
         self.cat = FloatFunctional()
+        # A last linear (BN, no ReLU) projection, as PSMNet/GwcNet end their feature extractors:
+        # signed features make the correlation discriminative from the first steps.
+        self.matching_feature = conv_bn(c3 + c4, c3 + c4, 1, relu=False)
         self.concat_feature = nn.Sequential(conv_bn(c3 + c4, c3, 3), conv_bn(c3, c5, 1, relu=False))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         s3 = self.stage3(self.stage2(self.stage1(self.stem(x))))
         s4 = self.stage4(s3)
-        matching = self.cat.cat([s3, s4], dim=1)
-        return matching, self.concat_feature(matching)
+        features = self.cat.cat([s3, s4], dim=1)
+        return self.matching_feature(features), self.concat_feature(features)
 
 
 def shift_right_view(x: Tensor, d: int, cat: Callable[..., Tensor] = torch.cat) -> Tensor:

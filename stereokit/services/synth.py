@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from stereokit.data.sceneflow import Sample, write_split_list
-from stereokit.data.synth import write_synth_sample
+from stereokit.data.synth import SceneOptions, write_synth_sample
 from stereokit.errors import StereokitError
 from stereokit.progress import progress_bar
 
@@ -26,9 +26,10 @@ class SynthResult(BaseModel):
     lists: list[Path]
 
 
-def _write_one(args: tuple[str, int], out: Path, height: int, width: int, maxdisp: float, seed: int) -> Sample:
+def _write_one(args: tuple[str, int], out: Path, height: int, width: int, maxdisp: float, seed: int,
+               options: SceneOptions) -> Sample:
     split, index = args
-    return write_synth_sample(out, split, index, height, width, maxdisp, seed)
+    return write_synth_sample(out, split, index, height, width, maxdisp, seed, options)
 
 
 def run_synth(
@@ -42,12 +43,15 @@ def run_synth(
     workers: int = 1,
     force: bool = False,
     show_progress: bool = True,
+    options: SceneOptions = SceneOptions(),
 ) -> SynthResult:
     out = Path(out)
     if num_train < 0 or num_test < 0 or num_train + num_test == 0:
         raise StereokitError("--num-train/--num-test: ask for at least one pair, and no negative counts.")
     if height < 32 or width < 32:
         raise StereokitError(f"--height/--width: {height}x{width} is too small; use at least 32x32.")
+    if not 0 <= options.min_objects <= options.max_objects:
+        raise StereokitError(f"--min-objects/--max-objects: {options.min_objects}..{options.max_objects} is not a range of counts.")
     if not 0 < maxdisp < width:
         raise StereokitError(f"--maxdisp: {maxdisp} must be positive and smaller than the width {width}.")
     if out.exists() and any(out.iterdir()):
@@ -55,7 +59,7 @@ def run_synth(
             raise StereokitError(f"{out}: already exists and is not empty; pass --force to replace it.")
         shutil.rmtree(out)
     jobs = [("train", i) for i in range(num_train)] + [("test", i) for i in range(num_test)]
-    work = partial(_write_one, out=out, height=height, width=width, maxdisp=maxdisp, seed=seed)
+    work = partial(_write_one, out=out, height=height, width=width, maxdisp=maxdisp, seed=seed, options=options)
     samples: dict[str, list[Sample]] = {"train": [], "test": []}
     with progress_bar("synth", len(jobs), enabled=show_progress) as advance:
         if workers <= 1:

@@ -18,7 +18,10 @@ from stereokit.engine.checkpoint import load_checkpoint
 from stereokit.engine.trainer import TrainingDiverged
 from stereokit.errors import StereokitError
 from stereokit.runs import read_stage_record, require_stage
+from stereokit.data.synth import SceneOptions
 from stereokit.services.eval import run_eval
+from stereokit.services.pack import run_pack
+from stereokit.services.synth import run_synth
 from stereokit.services.train import run_train_float
 from tests.conftest import tiny_overrides
 
@@ -58,14 +61,26 @@ def test_eval_matches_the_training_validation_and_writes_pictures(tiny_data: Pat
 
 
 @pytest.mark.slow
-def test_short_training_beats_a_constant_prediction(tiny_data: Path, tmp_path: Path) -> None:
-    cfg = load_config(None, tiny_overrides(tiny_data, epochs=60, batch_size=4, lr=4e-3, warmup_epochs=2, log_every_steps=20))
-    result = run_train_float(cfg, tmp_path, show_progress=False)
-    train = SceneFlowLMDB(tiny_data / "lmdb" / "train_lmdb")
+def test_short_training_beats_a_constant_prediction(tmp_path: Path) -> None:
+    """A few hundred CPU steps on generated scenes (textured slanted planes over the whole range)."""
+    data = tmp_path / "data"
+    run_synth(data / "SceneFlow", 64, 8, 128, 256, 48, seed=3, workers=2, show_progress=False,
+              options=SceneOptions(0, 0, (0.05, 0.9)))
+    for split in ("train", "test"):
+        run_pack(data / "SceneFlow", split, data / "lmdb", show_progress=False)
+    cfg = load_config(None, [
+        "model.maxdisp=64", "model.out_channels=[16, 16, 32, 64, 64, 16]", "model.groups=16", "model.agg_channels=16",
+        "model.agg_blocks=2", "model.refine_channels=16", "model.refine_dilations=[1, 2, 4, 1]",
+        f"data.train_lmdb={data / 'lmdb' / 'train_lmdb'}", f"data.test_lmdb={data / 'lmdb' / 'test_lmdb'}",
+        "data.crop=[128, 256]", "data.num_workers=0", "device=cpu", "train.float.batch_size=4",
+        "train.float.max_steps=320", "train.float.lr=1e-3", "train.float.warmup_epochs=1", "train.float.val_every_epochs=5",
+    ])
+    result = run_train_float(cfg, tmp_path / "run", show_progress=False)
+    train = SceneFlowLMDB(cfg.data.train_lmdb)
     constant = float(np.median(np.concatenate([train.raw(i)["disp"].ravel() for i in range(len(train))])))
-    test = SceneFlowLMDB(tiny_data / "lmdb" / "test_lmdb")
-    baseline = np.mean([np.abs(test.raw(i)["disp"] - constant).mean() for i in range(len(test))])
-    assert result.best_epe < 0.6 * baseline, (result.best_epe, baseline)
+    test = SceneFlowLMDB(cfg.data.test_lmdb)
+    baseline = float(np.mean([np.abs(test.raw(i)["disp"] - constant).mean() for i in range(len(test))]))
+    assert result.best_epe < 0.75 * baseline, (result.best_epe, baseline)
 
 
 def test_resume_after_sigterm_equals_an_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:

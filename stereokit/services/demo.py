@@ -1,0 +1,243 @@
+"""`stereokit demo`: the whole flow on generated data, each stage through the same service its own
+command calls: synth -> pack -> calops -> train float -> calibrate -> qat -> eval -> export ->
+check -> compile -> validate-bpu -> infer. Finished stages are skipped (their hashes verified)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from rich.console import Console
+
+from stereokit.config import StereokitConfig, config_to_yaml, load_config
+from stereokit.data.dataset import SceneFlowLMDB
+from stereokit.data.sceneflow import list_path, read_split
+from stereokit.errors import StageError, StereokitError
+from stereokit.models import build_stereonet, multiscale_loss
+from stereokit.runs import atomic_write_text, read_stage_record, require_stage, run_config
+from stereokit.services.calibrate import run_calibrate
+from stereokit.services.calops import run_calops
+from stereokit.services.check import run_check
+from stereokit.services.compile import run_compile
+from stereokit.services.eval import eval_json, run_eval_all
+from stereokit.services.export import run_export
+from stereokit.services.infer import run_infer
+from stereokit.services.pack import run_pack
+from stereokit.services.qat import run_qat
+from stereokit.services.synth import run_synth
+from stereokit.services.train import run_train_float
+from stereokit.services.validate_bpu import run_validate
+
+HEIGHT, WIDTH, SYNTH_MAXDISP = 128, 256, 48
+DEMO_OVERRIDES = [
+    "model.maxdisp=64", "model.out_channels=[16, 16, 32, 64, 64, 16]", "model.groups=16", "model.agg_channels=16",
+    "model.agg_blocks=2", "model.refine_channels=16", "model.refine_dilations=[1, 2, 4, 1]",
+    f"data.crop=[{HEIGHT}, {WIDTH}]", "data.num_workers=0",
+    "train.float.batch_size=4", "train.float.lr=1.5e-3", "train.float.warmup_epochs=2", "train.float.val_every_epochs=5",
+    "train.float.log_every_steps=10", "train.float.checkpoint_every_steps=200",
+    "train.calibration.steps=10", "train.calibration.batch_size=4",
+    "train.qat.batch_size=4", "train.qat.lr=5e-5", "train.qat.log_every_steps=10", "train.qat.val_every_epochs=5",
+    f"deploy.input_height={HEIGHT}", f"deploy.input_width={WIDTH}",
+]
+
+
+class DemoResult(BaseModel):
+    out: Path
+    stages: dict[str, dict[str, float]]
+    constant_baseline_epe: float
+    params: int
+    macs: int
+    hbm_bytes: int
+    latency_ms: dict[str, float]
+    artifacts: dict[str, str]
+    accelerator_share: float
+    agreement: dict[str, float]
+
+
+def demo_config(out: Path, num_train: int, float_steps: int, qat_steps: int, device: str) -> StereokitConfig:
+    data = out / "data"
+    return load_config(None, DEMO_OVERRIDES + [
+        f"device={device}",
+        f"data.data_dir={data / 'SceneFlow'}", f"data.train_lmdb={data / 'lmdb' / 'train_lmdb'}",
+        f"data.test_lmdb={data / 'lmdb' / 'test_lmdb'}",
+        f"train.float.max_steps={float_steps}", f"train.qat.max_steps={qat_steps}",
+        f"train.qat.lr_milestones=[{max(1, (qat_steps * 4 // 5) // max(1, num_train // 4))}]",
+    ])
+
+
+def step_seconds(cfg: StereokitConfig, device: torch.device) -> float:
+    """Time of one training step of the demo model on this machine (a short probe)."""
+    torch.manual_seed(0)
+    model = build_stereonet(cfg.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+    b = cfg.train.float.batch_size
+    x = torch.randn(b, 3, HEIGHT, WIDTH, device=device)
+    gt = torch.rand(b, 1, HEIGHT, WIDTH, device=device) * SYNTH_MAXDISP
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        loss = multiscale_loss(model(x, x), gt, cfg.model.maxdisp, cfg.model.loss_weights)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return min(times[1:])
+
+
+def constant_baseline(cfg: StereokitConfig) -> float:
+    """EPE on the test split of predicting the training split's median disparity everywhere."""
+    train, test = SceneFlowLMDB(cfg.data.train_lmdb), SceneFlowLMDB(cfg.data.test_lmdb)
+    values = np.concatenate([d[(d > 0) & (d < cfg.model.maxdisp)] for d in (train.raw(i)["disp"] for i in range(len(train)))])
+    constant = float(np.median(values))
+    errors = []
+    for i in range(len(test)):
+        d = test.raw(i)["disp"]
+        valid = (d > 0) & (d < cfg.model.maxdisp)
+        if valid.any():
+            errors.append(float(np.abs(d[valid] - constant).mean()))
+    return float(np.mean(errors))
+
+
+def _finished(run: Path, stage: str) -> bool:
+    try:
+        require_stage(run, stage)
+        return True
+    except StageError:
+        return False
+
+
+def run_demo(out: Path = Path("runs/demo"), minutes: float = 10.0, device: str = "auto", force: bool = False,
+             num_train: int = 48, num_test: int = 8, say: Callable[[str], None] | None = None) -> DemoResult:
+    out = Path(out)
+    say = say or Console(stderr=True).print
+    if minutes <= 0:
+        raise StereokitError(f"--minutes: {minutes} must be positive.")
+    if force and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    run = out / "run"
+    data = out / "data"
+
+    def stage(name: str, done: bool, action: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        if done:
+            say(f"[dim]- {name}: already done, skipped[/]")
+            return None
+        result = action()
+        say(f"[green]✓[/] {name} ({time.perf_counter() - start:.1f} s)")
+        return result
+
+    if not list_path(data / "SceneFlow", "test").is_file():
+        stage("synth", False, lambda: run_synth(data / "SceneFlow", num_train, num_test, HEIGHT, WIDTH, SYNTH_MAXDISP,
+                                                seed=0, workers=2, force=True, show_progress=False))
+    else:
+        stage("synth", True, lambda: None)
+    for split in ("train", "test"):
+        target = data / "lmdb" / f"{split}_lmdb"
+        stage(f"pack {split}", target.exists(), lambda s=split: run_pack(data / "SceneFlow", s, data / "lmdb", force=True, show_progress=False))
+
+    if (run / "config.yaml").is_file():
+        cfg = run_config(run)
+    else:
+        from stereokit.engine.distributed import resolve_device
+
+        probe = demo_config(out, num_train, 1, 1, device)
+        per_step = step_seconds(probe, resolve_device(device))
+        budget = minutes * 60
+        float_steps = int(min(3000, max(60, 0.55 * budget / per_step)))
+        qat_steps = int(min(600, max(20, 0.12 * budget / (1.3 * per_step))))
+        say(f"[dim]one training step takes {per_step:.2f} s here: {float_steps} float and {qat_steps} QAT steps fit {minutes:g} minutes[/]")
+        cfg = demo_config(out, num_train, float_steps, qat_steps, device)
+    atomic_write_text(out / "config.yaml", config_to_yaml(cfg))
+    cost = stage("calops", False, lambda: run_calops(cfg, HEIGHT, WIDTH))
+    stage("train float", _finished(run, "float"), lambda: run_train_float(cfg, run, force=True, show_progress=True))
+    stage("calibrate", _finished(run, "calibration"), lambda: run_calibrate(run, force=True, show_progress=False))
+    stage("qat", _finished(run, "qat"), lambda: run_qat(run, force=True, show_progress=True))
+    evals = stage("eval (float, calibration, qat, int_infer)", False, lambda: run_eval_all(run, show_progress=False))
+    stage("export", _finished(run, "export"), lambda: run_export(run / "qat", force=True))
+    check = stage("check", False, lambda: run_check(run / "export"))
+    stage("compile", _finished(run, "compile"), lambda: run_compile(run / "qat", force=True))
+    validation = stage("validate-bpu", False, lambda: run_validate(run / "compile", show_progress=False))
+    sample = read_split(data / "SceneFlow", "test")[0][0]
+    inferred = stage("infer", False, lambda: run_infer(run / "compile" / "model.hbm", data / "SceneFlow" / sample.left,
+                                                       data / "SceneFlow" / sample.right, out / "infer", 0.54, 1050.0))
+    stages = {name: eval_json(r) for name, r in evals.items()}
+    stages["compiled"] = {"epe": validation.epe, "bad1": validation.bad1, "bad3": validation.bad3, "pixels": validation.pixels}
+    compile_metrics = read_stage_record(run, "compile").metrics
+    latency = {
+        "torch_float": _torch_latency_ms(cfg),
+        "onnx_float": compile_metrics["latency_ms"]["onnx_float_ms"],
+        "compiled": compile_metrics["latency_ms"]["compiled_int8_ms"],
+    }
+    artifacts = {
+        "config": str(out / "config.yaml"), "train_lmdb": str(cfg.data.train_lmdb), "test_lmdb": str(cfg.data.test_lmdb),
+        "float_checkpoint": str(run / "float" / "best.pt"), "loss_curve": str(run / "float" / "loss.png"),
+        "calibration_checkpoint": str(run / "calibration" / "checkpoint.pt"), "qat_checkpoint": str(run / "qat" / "best.pt"),
+        "ir": str(run / "export" / "model.onnx"), "compiled": str(run / "compile" / "model.hbm"),
+        "perf": str(run / "compile" / "perf.html"), **{f"infer_{k}": v for k, v in inferred.outputs.items()},
+    }
+    result = DemoResult(
+        out=out, stages=stages, constant_baseline_epe=constant_baseline(cfg), params=cost.params, macs=cost.macs,
+        hbm_bytes=(run / "compile" / "model.hbm").stat().st_size, latency_ms=latency, artifacts=artifacts,
+        accelerator_share=check.accelerator_share,
+        agreement={"mean_abs_diff_px": validation.mean_abs_diff_px, "max_abs_diff_px": validation.max_abs_diff_px,
+                   "frac_over_0_5px": validation.frac_over_0_5px},
+    )
+    summary = {"stages": stages, "constant_baseline_epe": result.constant_baseline_epe, "params": result.params,
+               "macs": result.macs, "latency_ms": latency, "artifacts": artifacts}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "report.html", report_html(result, run))
+    return result
+
+
+def _torch_latency_ms(cfg: StereokitConfig, runs: int = 3) -> float:
+    from stereokit.models import DeployModel
+
+    model = DeployModel(build_stereonet(cfg.model)).eval()
+    x = torch.zeros(1, 3, HEIGHT, WIDTH)
+    with torch.no_grad():
+        model(x, x)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            model(x, x)
+            times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def report_html(r: DemoResult, run: Path) -> str:
+    def img(path: Path) -> str:
+        if not Path(path).is_file():
+            return ""
+        return f"<img src='data:image/png;base64,{base64.b64encode(Path(path).read_bytes()).decode()}' style='max-width:100%'>"
+
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v['epe']:.4f}</td><td>{v['bad1']:.2%}</td><td>{v['bad3']:.2%}</td></tr>"
+        for k, v in r.stages.items()
+    )
+    pictures = sorted((run / "float" / "eval").glob("*.png"))[:2] + sorted((run / "int_infer" / "eval").glob("*.png"))[:2]
+    return "\n".join([
+        "<!doctype html><meta charset='utf-8'><title>stereokit demo</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 10px;text-align:right}td:first-child{text-align:left}</style>",
+        "<h1>stereokit demo</h1>",
+        f"<p>Constant-prediction baseline EPE: {r.constant_baseline_epe:.4f} px. Params {r.params:,}, "
+        f"{r.macs / 1e9:.3f} GMACs at {WIDTH}x{HEIGHT}; compiled model {r.hbm_bytes / 1024:.0f} KiB, "
+        f"{r.accelerator_share:.1%} of MACs on the integer path.</p>",
+        "<table><tr><th>stage</th><th>EPE (px)</th><th>bad-1</th><th>bad-3</th></tr>" + rows + "</table>",
+        "<h2>Latency (this machine's CPU, ms)</h2><table>"
+        + "".join(f"<tr><td>{k}</td><td>{v:.1f}</td></tr>" for k, v in r.latency_ms.items()) + "</table>",
+        "<h2>Loss curves</h2>", img(run / "float" / "loss.png"), img(run / "qat" / "loss.png"),
+        "<h2>Samples (left | ground truth | prediction | error)</h2>", *[img(p) for p in pictures],
+        "<h2>Inference on one test pair (left | disparity | depth)</h2>",
+        img(Path(r.artifacts.get("infer_side_by_side", ""))), img(Path(r.artifacts.get("infer_depth_png", ""))),
+        "<h2>Artifacts</h2><ul>" + "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in r.artifacts.items()) + "</ul>",
+    ])

@@ -1,0 +1,141 @@
+"""Property-based fuzzing of every reader of bytes a user hands us: PFM, LMDB records, .hbm,
+config files. Each either returns a valid value or raises the project's own error; never another
+exception, never a hang, never an allocation sized by a number read from the file."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stereokit.config import StereokitConfig, load_config
+from stereokit.data.pfm import decode_pfm, encode_pfm
+from stereokit.data.records import decode_record, encode_record
+from stereokit.deploy.hbm import pack_hbm, unpack_hbm
+from stereokit.errors import StereokitError
+
+_SCRATCH = Path(tempfile.mkdtemp(prefix="stereokit-fuzz-"))
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+VALID_PFM = encode_pfm(np.arange(12, dtype=np.float32).reshape(3, 4))
+VALID_RECORD = encode_record(b"left-bytes", b"right-bytes", np.ones((3, 4), np.float32), ["l", "r", "d"])
+VALID_HBM = pack_hbm({"inputs": {"imgl": [1, 3, 4, 4]}}, b"\x08\x01" * 20)
+
+
+def mutate(data: bytes, edits: list[tuple[int, int]], cut: int | None) -> bytes:
+    buf = bytearray(data)
+    for pos, value in edits:
+        if buf:
+            buf[pos % len(buf)] = value
+    if cut is not None:
+        buf = buf[: cut % (len(buf) + 1)]
+    return bytes(buf)
+
+
+EDITS = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6)
+CUTS = st.one_of(st.none(), st.integers(0, 10_000))
+
+
+@FUZZ
+@given(st.binary(max_size=512))
+def test_pfm_random_bytes(data: bytes) -> None:
+    try:
+        array = decode_pfm(data, "fuzz.pfm")
+    except StereokitError:
+        return
+    assert array.dtype == np.float32 and array.ndim in (2, 3)
+
+
+@FUZZ
+@given(EDITS, CUTS)
+def test_pfm_mutated(edits: list[tuple[int, int]], cut: int | None) -> None:
+    try:
+        array = decode_pfm(mutate(VALID_PFM, edits, cut), "fuzz.pfm")
+    except StereokitError:
+        return
+    assert array.size * 4 <= len(VALID_PFM)  # never larger than the bytes it came from
+
+
+@FUZZ
+@given(st.integers(1, 2**40), st.integers(1, 2**40))
+def test_pfm_huge_header_is_refused_without_allocating(width: int, height: int) -> None:
+    data = b"Pf\n%d %d\n-1.0\n" % (width, height) + b"\0" * 64
+    try:
+        array = decode_pfm(data, "huge.pfm")
+    except StereokitError:
+        return
+    assert array.size <= 16
+
+
+@FUZZ
+@given(EDITS, CUTS)
+def test_record_mutated(edits: list[tuple[int, int]], cut: int | None) -> None:
+    try:
+        left, right, disp, names = decode_record(mutate(VALID_RECORD, edits, cut), "fuzz")
+    except StereokitError:
+        return
+    assert disp.dtype == np.float32 and disp.ndim == 2
+
+
+@FUZZ
+@given(st.binary(max_size=256))
+def test_record_random_bytes(data: bytes) -> None:
+    try:
+        decode_record(b"SKR1" + data, "fuzz")
+    except StereokitError:
+        pass
+
+
+@FUZZ
+@given(EDITS, CUTS)
+def test_hbm_mutated(edits: list[tuple[int, int]], cut: int | None) -> None:
+    data = mutate(VALID_HBM, edits, cut)
+    try:
+        compiled = unpack_hbm(data, "fuzz.hbm")
+    except StereokitError:
+        return
+    assert data == VALID_HBM or compiled.manifest == unpack_hbm(VALID_HBM).manifest
+
+
+@FUZZ
+@given(st.binary(max_size=256))
+def test_hbm_random_bytes(data: bytes) -> None:
+    try:
+        unpack_hbm(b"SKHBM\x00\x00\x01" + data, "fuzz.hbm")
+    except StereokitError:
+        pass
+
+
+YAML_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.text(max_size=8)),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)),
+    max_leaves=12,
+)
+SECTIONS = st.sampled_from(["model", "data", "train", "quant", "deploy", "seed", "device", "bogus"])
+
+
+@FUZZ
+@given(st.dictionaries(SECTIONS, YAML_VALUES, max_size=4))
+def test_config_from_random_trees(tree: dict) -> None:
+    path = _SCRATCH / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    try:
+        cfg = load_config(path)
+    except StereokitError:
+        return
+    assert isinstance(cfg, StereokitConfig)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_config_from_random_bytes(data: bytes) -> None:
+    path = _SCRATCH / "fuzz.yaml"
+    path.write_bytes(data)
+    try:
+        load_config(path)
+    except StereokitError:
+        pass
