@@ -19,6 +19,7 @@ from rich.console import Console
 from stereokit.config import StereokitConfig, config_to_yaml, load_config
 from stereokit.data.dataset import SceneFlowLMDB
 from stereokit.data.sceneflow import list_path, read_split
+from stereokit.data.synth import SceneOptions
 from stereokit.errors import StageError, StereokitError
 from stereokit.models import build_stereonet, multiscale_loss
 from stereokit.runs import atomic_write_text, read_stage_record, require_stage, run_config
@@ -36,11 +37,13 @@ from stereokit.services.train import run_train_float
 from stereokit.services.validate_bpu import run_validate
 
 HEIGHT, WIDTH, SYNTH_MAXDISP = 128, 256, 48
+# Scenes a CPU-minutes training can learn: slanted textured planes over the range, up to 3 objects.
+SCENES = SceneOptions(0, 3, (0.05, 0.9))
 DEMO_OVERRIDES = [
     "model.maxdisp=64", "model.out_channels=[16, 16, 32, 64, 64, 16]", "model.groups=16", "model.agg_channels=16",
     "model.agg_blocks=2", "model.refine_channels=16", "model.refine_dilations=[1, 2, 4, 1]",
     f"data.crop=[{HEIGHT}, {WIDTH}]", "data.num_workers=0",
-    "train.float.batch_size=4", "train.float.lr=1.5e-3", "train.float.warmup_epochs=2", "train.float.val_every_epochs=5",
+    "train.float.batch_size=4", "train.float.lr=1e-3", "train.float.warmup_epochs=1", "train.float.val_every_epochs=5",
     "train.float.log_every_steps=10", "train.float.checkpoint_every_steps=200",
     "train.calibration.steps=10", "train.calibration.batch_size=4",
     "train.qat.batch_size=4", "train.qat.lr=5e-5", "train.qat.log_every_steps=10", "train.qat.val_every_epochs=5",
@@ -114,7 +117,7 @@ def _finished(run: Path, stage: str) -> bool:
 
 
 def run_demo(out: Path = Path("runs/demo"), minutes: float = 10.0, device: str = "auto", force: bool = False,
-             num_train: int = 48, num_test: int = 8, say: Callable[[str], None] | None = None) -> DemoResult:
+             num_train: int = 96, num_test: int = 12, say: Callable[[str], None] | None = None) -> DemoResult:
     out = Path(out)
     say = say or Console(stderr=True).print
     if minutes <= 0:
@@ -137,7 +140,7 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float = 10.0, device: str =
 
     if not list_path(data / "SceneFlow", "test").is_file():
         stage("synth", False, lambda: run_synth(data / "SceneFlow", num_train, num_test, HEIGHT, WIDTH, SYNTH_MAXDISP,
-                                                seed=0, workers=2, force=True, show_progress=False))
+                                                seed=0, workers=2, force=True, show_progress=False, options=SCENES))
     else:
         stage("synth", True, lambda: None)
     for split in ("train", "test"):

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stereokit.runs import require_stage
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_reports_consistent_numbers(tmp_path: Path) -> None:
+    from stereokit.services.demo import run_demo
+
+    said: list[str] = []
+    out = tmp_path / "demo"
+    result = run_demo(out, minutes=0.3, device="cpu", num_train=16, num_test=3, say=said.append)
+    run = out / "run"
+    for stage in ("float", "calibration", "qat", "export", "compile"):
+        assert require_stage(run, stage).status == "finished"
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["stages"]) == {"float", "calibration", "qat", "int_infer", "compiled"}
+    for stage in ("float", "calibration", "qat", "int_infer"):
+        evaluated = json.loads((run / stage / "eval" / "eval.json").read_text())
+        assert summary["stages"][stage]["epe"] == evaluated["epe"]
+    validation = json.loads((run / "compile" / "validate.json").read_text())
+    assert summary["stages"]["compiled"]["epe"] == validation["epe"]
+    assert summary["constant_baseline_epe"] > 0 and summary["params"] == result.params > 0
+    assert set(summary["latency_ms"]) == {"torch_float", "onnx_float", "compiled"}
+    for path in summary["artifacts"].values():
+        assert Path(path).exists(), path
+    report = (out / "report.html").read_text()
+    assert "data:image/png;base64" in report and f"{summary['stages']['qat']['epe']:.4f}" in report
+    assert any("train float" in line for line in said)
+
+    said.clear()
+    again = run_demo(out, minutes=0.3, device="cpu", num_train=16, num_test=3, say=said.append)
+    assert any("train float: already done, skipped" in line for line in said)
+    assert again.stages["float"] == result.stages["float"]
