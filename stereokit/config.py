@@ -138,6 +138,11 @@ class QuantConfig(_Section):
 
     weight_dtype: Literal["int8"] = "int8"
     activation_dtype: Literal["uint8", "int8"] = "uint8"
+    reduce_range: bool = Field(
+        True,
+        description="weights use 7 of their 8 bits (|q| <= 64): x86 CPUs without VNNI (PyTorch's engine and the "
+        "ONNX Runtime stand-in for the board) saturate u8 x s8 pair sums in 16 bits otherwise; false for a true int8 NPU",
+    )
     int16_modules: list[str] = Field(
         default_factory=lambda: ["head.soft_argmin"],
         description="StereoNet module paths whose activations are kept at 16 bits (softmax and regression)",

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-BUILT_COMMANDS = ["calops", "config"]
+BUILT_COMMANDS = ["pack", "calops", "train", "calibrate", "qat", "eval", "export", "check", "compile", "infer",
+                  "validate-bpu", "demo", "synth", "config"]
 
 
 def stereokit(*args: str) -> subprocess.CompletedProcess[str]:

@@ -111,23 +111,26 @@ def _fixed_layers(model: nn.Module) -> list[nn.Module]:
 def pin_fixed_weight_scales(model: nn.Module) -> None:
     """Give the fixed layers a weight scale that represents their weights exactly.
 
-    The regression weights are k/D; with scale 1/(D*m), m = floor(127/(D-1)), weight k/D is the
-    integer m*k. The group average 1/(C/G) is exact with scale 1/(127*C/G). A min-max observer would
-    pick max/127.5 instead and round every disparity level.
+    The regression weights are k/D; with scale 1/(D*m), m = floor(64/(D-1)), weight k/D is the
+    integer m*k. The group average 1/(C/G) is exact with scale 1/(64*C/G). (64: the half range that
+    keeps x86 int8 kernels from saturating.) A min-max observer would pick max/127.5 instead and
+    round every disparity level.
     """
     for layer in _fixed_layers(model):
         fq = layer.weight_fake_quant
         w = layer.weight.detach()
         if w.shape[1] > 1 and w.shape[0] == 1:  # regression: k/D over D input channels
             d = w.shape[1]
-            scale = 1.0 / (d * (127 // max(1, d - 1)))
+            scale = 1.0 / (d * max(1, 64 // max(1, d - 1)))
         else:
-            scale = float(w.abs().max()) / 127.0
+            scale = float(w.abs().max()) / 64.0
         channels = w.shape[0]
         fq.scale.resize_(channels).fill_(scale)
         fq.zero_point.resize_(channels).zero_()
-        # what conversion reads: a symmetric observer's scale is max / ((qmax - qmin) / 2)
-        bound = scale * (fq.quant_max - fq.quant_min) / 2
+        # what conversion reads: a symmetric observer's scale is max / ((qmax - qmin) / 2), times
+        # the half-range observer's multiplier
+        multiplier = getattr(fq.activation_post_process, "scale_multiplier", 1.0)
+        bound = scale * (fq.quant_max - fq.quant_min) / 2 / multiplier
         fq.activation_post_process.min_val.resize_(channels).fill_(-bound)
         fq.activation_post_process.max_val.resize_(channels).fill_(bound)
         fq.disable_observer()

@@ -19,11 +19,25 @@ ACTIVATION_RANGES = {
 }
 
 
-def weight_fake_quant() -> type:
+def weight_fake_quant(reduce_range: bool = False) -> type:
     return FakeQuantize.with_args(
-        observer=MovingAveragePerChannelMinMaxObserver, quant_min=-128, quant_max=127,
+        observer=HalfRangeWeightObserver if reduce_range else MovingAveragePerChannelMinMaxObserver, quant_min=-128, quant_max=127,
         dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0,
     )
+
+
+class HalfRangeWeightObserver(MovingAveragePerChannelMinMaxObserver):
+    """Per-channel symmetric weights that use 7 of their 8 bits (|q| <= 64).
+
+    The scale is twice the full-range one, so the stored int8 range and the exported QDQ stay
+    [-128, 127] while every weight lies in [-64, 64].
+    """
+
+    scale_multiplier = 2.0
+
+    def calculate_qparams(self):  # type: ignore[no-untyped-def]
+        scale, zero_point = super().calculate_qparams()
+        return scale * self.scale_multiplier, zero_point
 
 
 def activation_fake_quant(dtype: str, calibration: CalibrationConfig) -> type:
@@ -37,4 +51,4 @@ def activation_fake_quant(dtype: str, calibration: CalibrationConfig) -> type:
 
 def build_qconfig(quant: QuantConfig, calibration: CalibrationConfig, bits16: bool = False) -> QConfig:
     dtype = "int16" if bits16 else quant.activation_dtype
-    return QConfig(activation=activation_fake_quant(dtype, calibration), weight=weight_fake_quant())
+    return QConfig(activation=activation_fake_quant(dtype, calibration), weight=weight_fake_quant(quant.reduce_range))
