@@ -77,7 +77,7 @@ def main() -> None:
     total = sum(split.values())
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
           f"{'recipe' if args.recipe else 'demo-sized'} model, 256x512, batch {args.batch}, {args.steps} steps")
-    print(f"| loop | images/s | data | forward | backward | optimizer |")
+    print("| loop | images/s | data | forward | backward | optimizer |")
     print("|---|---|---|---|---|---|")
     print(f"| stereokit (LMDB loader, {args.workers} worker) | {ours:.2f} | "
           + " | ".join(f"{split[k] / total:.0%}" for k in split) + " |")
