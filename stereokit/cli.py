@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from stereokit import __version__
 from stereokit.config import StereokitConfig, config_to_yaml, load_config
@@ -30,8 +31,10 @@ app.add_typer(config_app, name="config")
 pack_app = typer.Typer(help="Pack a dataset into LMDB.", no_args_is_help=True)
 app.add_typer(pack_app, name="pack")
 
-console = Console()
-err_console = Console(stderr=True)
+# Markup off: paths and values a user gives are printed as they are (a file may be named a[x].png);
+# styles are given as Text spans, never parsed out of strings.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (defaults: the reference recipe).")
 SetOpt = typer.Option([], "--set", help="Override one value: section.key=value (repeatable).")
@@ -45,7 +48,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except StereokitError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
@@ -177,7 +180,7 @@ def train(
     set_: list[str] = SetOpt,
     run_dir: Path = RunDirOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/<stage>/checkpoint.pt exactly."),
-    force: bool = typer.Option(False, "--force", help="Start the stage over, deleting what it had written."),
+    force: bool = typer.Option(False, "--force", help="Start the stage over; it and the stages made from it move to RUN/.stale/."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Launch DDP on this node through torchrun."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -205,13 +208,19 @@ def train(
     _print_train(result, run_dir)
 
 
+def _print_moved(moved: list[str]) -> None:
+    if moved:
+        console.print(f"moved aside (stale now, kept): {', '.join(moved)}")
+
+
 def _print_train(result: Any, run_dir: Path) -> None:
     if result.world_size > 1 and not _is_rank0():
         return
+    _print_moved(result.moved_aside)
     val = result.val or {}
     best = result.best_epe if result.best_epe is not None else float("nan")
     console.print(
-        f"[bold]{result.stage}[/] finished: {result.steps} steps, {result.epochs} epochs on {result.world_size} process(es); "
+        f"{result.stage} finished: {result.steps} steps, {result.epochs} epochs on {result.world_size} process(es); "
         f"val EPE {val.get('epe', float('nan')):.3f} px, best {best:.3f} px -> {run_dir / result.stage}"
     )
 
@@ -223,8 +232,9 @@ def _calibrate(run_dir: Path, force: bool, quiet: bool) -> Any:
 
 
 def _print_calibration(result: Any) -> None:
+    _print_moved(result.moved_aside)
     console.print(
-        f"[bold]calibration[/] finished: {result.batches} batches ({result.images} images), {result.observer} observer; "
+        f"calibration finished: {result.batches} batches ({result.images} images), {result.observer} observer; "
         f"{result.quantized_convs} int8 convs, {result.activation_quantizers} activation quantizers -> {result.checkpoint}"
     )
 
@@ -293,6 +303,41 @@ def _metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
+STATE_STYLE = {"finished": "green", "stale": "yellow", "running": "cyan", "missing": "dim", "interrupted": "yellow",
+               "failed": "red", "damaged": "red"}
+
+
+@app.command()
+@user_errors
+def status(
+    run_dir: Path = typer.Argument(..., help="The run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
+    """Every stage of a run: finished, stale (and why), running or missing; EPE, size, when, what to run next.
+
+    Example: stereokit status runs/sf
+    """
+    from stereokit.services.status import run_status
+
+    r = run_status(run_dir)
+    if as_json:
+        _echo_json(r.model_dump(mode="json"))
+        return
+    table = Table(title=f"{r.run_dir}")
+    for name in ("stage", "state", "EPE (px)", "size", "finished", "why / run"):
+        table.add_column(name, justify="right" if name in ("EPE (px)", "size") else "left", overflow="fold")
+    for row in r.stages:
+        epe = f"{row.epe:.4f} ({row.epe_split})" if row.epe is not None else ""
+        size = f"{row.bytes / 2**20:.1f} MiB" if row.bytes else ""
+        note = "; ".join(x for x in (row.why, row.command) if x)
+        table.add_row(row.stage, Text(row.state, style=STATE_STYLE.get(row.state, "")), epe, size, row.finished or "", note)
+    console.print(table)
+    if r.moved_aside:
+        console.print(f"{len(r.moved_aside)} stage(s) moved aside by --force in {r.run_dir / '.stale'} (newest: {r.moved_aside[0]['path']})")
+    if r.next_command:
+        console.print(Text.assemble(("next: ", "bold"), r.next_command))
+
+
 @app.command("eval")
 @user_errors
 def eval_(
@@ -338,6 +383,7 @@ def export(
     from stereokit.services.export import run_export
 
     r = run_export(stage_path, force=force)
+    _print_moved(r.moved_aside)
     ops = ", ".join(f"{k} {v}" for k, v in sorted(r.op_counts.items(), key=lambda kv: -kv[1])[:8])
     console.print(f"exported {r.source} -> {r.model} ({r.bytes / 2**20:.1f} MiB, opset {r.opset}, input {'x'.join(map(str, r.input_shape))}); ops: {ops}")
 
@@ -373,7 +419,7 @@ def _print_check(r: Any, verbose: bool) -> None:
             console.print(table)
     console.print(f"{r.accelerator_share:.1%} of {r.macs / 1e9:.3f} GMACs on the accelerator; {r.fallbacks} node(s) on the CPU")
     for e in r.errors[:5]:
-        err_console.print(f"[red]compile would fail:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("compile would fail: ", "red"), e), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -417,6 +463,9 @@ def compile_(
     from stereokit.services.compile import run_compile
 
     r = run_compile(path, target, strict, force)
+    _print_moved(r.moved_aside)
+    if r.note:
+        console.print(r.note)
     ops = ", ".join(f"{k} {v}" for k, v in sorted(r.op_counts.items(), key=lambda kv: -kv[1])[:6])
     console.print(f"compiled -> {r.hbm} ({r.bytes / 2**20:.2f} MiB) for {r.target}: {r.accelerator_share:.1%} of MACs on the accelerator, {r.fallbacks} CPU node(s); {ops}")
     console.print(f"estimate on {r.target}: {r.estimated_latency_ms:.2f} ms ({r.estimated_fps:.1f} FPS); measured here (ONNX Runtime CPU): "
@@ -517,6 +566,9 @@ def demo(
 
 
 def main() -> None:
+    from stereokit.allocator import keep_large_blocks
+
+    keep_large_blocks()  # before the first large tensor; see stereokit/allocator.py
     # torch.ao's eager quantization warns on every use that it is deprecated in favour of torchao;
     # the choice is documented in docs/quantization.md, so users are spared the repetition.
     warnings.filterwarnings("ignore", message=".*(deprecated|torchao).*", category=UserWarning)

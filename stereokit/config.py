@@ -72,6 +72,11 @@ class DataConfig(_Section):
     mean: float = 128.0
     std: float = 128.0
     num_workers: int = Field(4, ge=0)
+    val_count: int | None = Field(
+        None, ge=1,
+        description="training pairs held out to select best.pt (a seeded draw); default 10% of the training set, at most 500",
+    )
+    val_lmdb: Path | None = Field(None, description="a packed validation split to select best.pt on instead of a held-out draw")
 
     @field_validator("crop")
     @classmethod

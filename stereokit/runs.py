@@ -2,14 +2,15 @@
 
 Layout (see docs/concepts.md):
     runs/<name>/run.json, config.yaml, float/, calibration/, qat/, export/, compile/
-Every stage directory holds a `stage.json` (StageRecord). A later stage trusts a parent only
-when its record says finished, has our schema version and every output still has its hash.
+Every stage directory holds a `stage.json` (StageRecord). Whether a stage can be trusted (its
+whole chain finished, unchanged, made with the run's config) is decided in `stereokit.lineage`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import platform
 import tempfile
@@ -151,10 +152,20 @@ def artifact(run_dir: Path, path: Path) -> Artifact:
 
 def _read_model(path: Path, model: type[BaseModel], what: str) -> Any:
     try:
-        return model.model_validate_json(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise
-    except (OSError, ValidationError, ValueError):
+    except OSError as exc:
+        raise StageError(f"{path}: cannot read the {what} ({exc.strerror or exc.__class__.__name__}).") from None
+    try:
+        version = json.loads(data).get("schema_version")
+    except (ValueError, AttributeError):
+        version = None
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise StageError(f"{path}: written by a newer stereokit (schema version {version}, this one reads {SCHEMA_VERSION}); upgrade stereokit.")
+    try:
+        return model.model_validate_json(data)
+    except (ValidationError, ValueError):
         raise StageError(f"{path}: not a valid {what}; the file is damaged or from another tool.") from None
 
 
@@ -229,27 +240,4 @@ def finish_stage(run_dir: Path, record: StageRecord, outputs: list[Path], metric
     record.finished = now_iso()
     record.versions = library_versions()
     write_stage_record(run_dir, record)
-    return record
-
-
-def require_stage(run_dir: Path, stage: str) -> StageRecord:
-    """The parent stage's record, verified; otherwise one sentence naming what to run first."""
-    run_dir = Path(run_dir)
-    run_first = STAGE_COMMAND.get(stage, f"the {stage} stage")
-    record = read_stage_record(run_dir, stage)
-    if record is None:
-        raise StageError(f"{stage_dir(run_dir, stage)}: no {stage} stage here; run '{run_first}' first.")
-    if record.schema_version != SCHEMA_VERSION:
-        raise StageError(
-            f"{stage_dir(run_dir, stage)}: {stage} stage has schema version {record.schema_version}, "
-            f"this stereokit reads {SCHEMA_VERSION}; run '{run_first}' again."
-        )
-    if record.status != "finished":
-        raise StageError(f"{stage_dir(run_dir, stage)}: the {stage} stage is {record.status}, not finished; run '{run_first}' (with --resume where it applies).")
-    for out in record.outputs:
-        path = run_dir / out.path
-        if not path.exists():
-            raise StageError(f"{path}: missing, though the {stage} stage record lists it; run '{run_first}' again.")
-        if path.stat().st_size != out.bytes or sha256_file(path) != out.sha256:
-            raise StageError(f"{path}: its sha256 does not match the {stage} stage record (changed since it was written); run '{run_first}' again.")
     return record

@@ -24,12 +24,13 @@ def small_cfg() -> StereokitConfig:
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory):
-    """Generated SceneFlow-format pairs (64x128, disparities below 24 px), packed into LMDB."""
+    """Generated SceneFlow-format pairs (64x128, disparities below 24 px), packed into LMDB: 20 training
+    pairs (16 trained on, 4 held out by `tiny_overrides` to select best.pt) and 3 test pairs."""
     from stereokit.services.pack import run_pack
     from stereokit.services.synth import run_synth
 
     root = tmp_path_factory.mktemp("tiny")
-    run_synth(root / "SceneFlow", num_train=16, num_test=3, height=64, width=128, maxdisp=24, seed=11, show_progress=False)
+    run_synth(root / "SceneFlow", num_train=20, num_test=3, height=64, width=128, maxdisp=24, seed=11, show_progress=False)
     for split in ("train", "test"):
         run_pack(root / "SceneFlow", split, root / "lmdb", show_progress=False)
     return root
@@ -44,5 +45,26 @@ def tiny_overrides(root, **train) -> list[str]:
         f"data.test_lmdb={root / 'lmdb' / 'test_lmdb'}",
         "data.crop=[64, 128]",
         "data.num_workers=0",
+        "data.val_count=4",
         "device=cpu",
     ] + [f"train.float.{k}={v}" for k, v in values.items()]
+
+
+def train_through_qat(cfg, run) -> None:  # type: ignore[no-untyped-def]
+    """float -> calibration -> QAT for `cfg` into the run directory `run` (no progress bars)."""
+    from stereokit.services.calibrate import run_calibrate
+    from stereokit.services.qat import run_qat
+    from stereokit.services.train import run_train_float
+
+    run_train_float(cfg, run, show_progress=False)
+    run_calibrate(run, show_progress=False)
+    run_qat(run, show_progress=False)
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll until `predicate()` holds (a subprocess reached a point) or the timeout passes."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and not predicate():
+        time.sleep(0.02)

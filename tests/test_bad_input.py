@@ -3,6 +3,7 @@ traceback, nothing written or changed (the tree is hashed before and after)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from stereokit.config import config_to_yaml, load_config
+from stereokit.data.sceneflow import read_split
 from tests.conftest import tiny_overrides
 
 STEREOKIT = str(Path(sys.executable).parent / "stereokit")
@@ -50,10 +52,49 @@ def cases(root: Path) -> list[tuple[tuple[str, ...], str]]:
     not_image.write_bytes(b"hello")
     fake_ckpt = root / "fake.pt"
     fake_ckpt.write_text("not a checkpoint")
-    other_cfg = root / "other.yaml"
-    other_cfg.write_text(config_to_yaml(load_config(cfg, ["model.refine_levels=2", "model.loss_weights=[1, 1, 1]"])))
+    a_file = root / "a_file.txt"
+    a_file.write_text("a file, not a folder")
+    odd = root / "odd[/]name[bold].png"  # legal file names that look like Rich markup
+    # a truncated copy of the training pack: reading past its end would kill the process (SIGBUS)
+    cut = root / "cut_lmdb"
+    shutil.copytree(data / "lmdb" / "train_lmdb", cut)
+    os.truncate(cut / "data.mdb", (cut / "data.mdb").stat().st_size // 2)
+    # a run whose parent checkpoint was damaged, and one whose config.yaml was edited after float
+    damaged = root / "damaged_run"
+    shutil.copytree(run_dir, damaged)
+    (damaged / "float" / "best.pt").write_bytes(b"not the weights any more")
+    edited = root / "edited_run"
+    shutil.copytree(run_dir, edited)
+    (edited / "config.yaml").write_text((edited / "config.yaml").read_text().replace("seed: 0", "seed: 5"))
+    image = data / "SceneFlow" / read_split(data / "SceneFlow", "test")[0][0].left
     return [
         (("config", "show", "--set", "model.bogus=1"), "model.bogus"),
+        # a file where a folder belongs, a folder where a file belongs
+        (("synth", "--out", str(a_file), "--num-train", "1"), "--out is a file, not a folder"),
+        (("pack", "sceneflow", "--src-data-dir", str(data / "SceneFlow"), "--split-name", "test",
+          "--target-data-dir", str(a_file)), "--target-data-dir is a file, not a folder"),
+        (("check", str(run_dir), "--target", str(root)), "is a directory, not a target profile"),
+        (("infer", "--model", str(run_dir / "float"), "--imgl", str(image), "--imgr", str(image), "--save-path", str(a_file)),
+         "--save-path is a file, not a folder"),
+        # user text that looks like markup is printed as it is
+        (("infer", "--model", str(run_dir / "float"), "--imgl", str(odd), "--imgr", str(odd)), "odd[/]name[bold].png"),
+        (("eval", "--run-dir", str(run_dir), "--checkpoint", str(odd)), "odd[/]name[bold].png"),
+        # a truncated LMDB
+        (("train", "--config", str(cfg), "--run-dir", str(root / "r6"), "--set", f"data.train_lmdb={cut}"), "data.mdb: truncated"),
+        # refused inputs that used to be found only after something was written
+        (("train", "--config", str(cfg), "--run-dir", str(root / "r5"), "--set", "data.crop=[128, 256]"),
+         "smaller than the training crop 256x128"),
+        (("calibrate", "--run-dir", str(damaged)), "float/best.pt: its sha256 does not match"),
+        (("calibrate", "--run-dir", str(edited)), "stale: it was made with another config"),
+        (("train", "--config", str(cfg), "--run-dir", str(root / "r7"), "--set", "data.val_count=500"), "data.val_count: 500"),
+        # numbers and names checked before any work
+        (("infer", "--model-inputs", f"imgl:{image},imgr:{image},baseline:abc"), "baseline 'abc' is not a number"),
+        (("infer", "--model", str(run_dir / "float"), "--imgl", str(image), "--imgr", str(image), "--baseline", "nan", "--f", "1050"),
+         "--baseline: nan must be a positive finite number"),
+        (("infer", "--model", str(run_dir / "float"), "--imgl", str(image), "--imgr", str(image), "--baseline", "0.5", "--f", "inf"),
+         "--f: inf must be a positive finite number"),
+        (("synth", "--out", str(root / "new"), "--num-train", "1", "--workers", "-1"), "--workers: -1 must be at least 1"),
+        (("status", str(root / "no_run")), "no such run directory"),
         (("calops", "--width", "100"), "multiple of 32"),
         (("synth", "--out", str(data), "--num-train", "1"), "already exists"),
         (("synth", "--out", str(root / "new"), "--num-train", "-1"), "--num-train"),
@@ -70,7 +111,7 @@ def cases(root: Path) -> list[tuple[tuple[str, ...], str]]:
          "such_lmdb: LMDB not found"),
         (("train", "--config", str(cfg), "--run-dir", str(root / "r3"), "--resume"), "nothing to resume"),
         (("train", "--stage", "bogus", "--run-dir", str(root / "r4")), "--stage"),
-        (("eval", "--run-dir", str(root / "empty_run")), "run 'stereokit train --stage float' first"),
+        (("eval", "--run-dir", str(root / "empty_run")), "no float stage here; run 'stereokit train --stage float --run-dir"),
         (("eval", "--run-dir", str(run_dir), "--checkpoint", str(fake_ckpt)), "fake.pt: not a stereokit checkpoint"),
         (("eval", "--run-dir", str(run_dir), "--checkpoint", str(not_image)), "not_an_image.png: not a stereokit checkpoint"),
     ]

@@ -16,19 +16,14 @@ import pytest
 import torch
 
 from stereokit.config import config_to_yaml, load_config
-from stereokit.data.lmdb_pack import META_KEY, partial_path
+from stereokit.data.lmdb_pack import META_KEY, PROGRESS_KEY, partial_path
+from stereokit.errors import DataError
 from stereokit.engine.checkpoint import load_checkpoint, save_checkpoint
 from stereokit.services.pack import run_pack
 from stereokit.services.synth import run_synth
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, wait_for
 
 STEREOKIT = str(Path(sys.executable).parent / "stereokit")
-
-
-def _wait_for(predicate, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline and not predicate():
-        time.sleep(0.02)
 
 
 @pytest.mark.slow
@@ -43,7 +38,7 @@ def test_sigkill_during_training_then_resume_completes(tiny_data: Path, tmp_path
         if attempt:
             args.append("--resume")
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _wait_for(lambda: (run / "float" / "checkpoint.pt").exists() or proc.poll() is not None)
+        wait_for(lambda: (run / "float" / "checkpoint.pt").exists() or proc.poll() is not None)
         time.sleep(rng.uniform(0.0, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
@@ -59,6 +54,18 @@ def test_sigkill_during_training_then_resume_completes(tiny_data: Path, tmp_path
 
 
 @pytest.mark.slow
+def _records_in(path: Path) -> int:
+    """Committed pair records in a (possibly still growing) pack, read without a lock."""
+    try:
+        env = lmdb.open(str(path), readonly=True, lock=False)
+    except lmdb.Error:
+        return 0
+    with env.begin() as txn:
+        count = sum(1 for key, _ in txn.cursor() if key not in (META_KEY, PROGRESS_KEY))
+    env.close()
+    return count
+
+
 def test_sigkill_during_pack_never_leaves_a_complete_looking_pack(tmp_path: Path) -> None:
     src = tmp_path / "SceneFlow"
     run_synth(src, 120, 0, 128, 256, 48, seed=2, workers=2, show_progress=False)
@@ -66,21 +73,28 @@ def test_sigkill_during_pack_never_leaves_a_complete_looking_pack(tmp_path: Path
     proc = subprocess.Popen([STEREOKIT, "pack", "sceneflow", "--src-data-dir", str(src), "--split-name", "train",
                              "--target-data-dir", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = out / "train_lmdb"
-    _wait_for(lambda: partial_path(target).exists() or target.exists() or proc.poll() is not None)
-    time.sleep(0.3)
+    partial = partial_path(target)
+    # kill once some records are committed (or the pack finished first on a fast machine)
+    wait_for(lambda: target.exists() or proc.poll() is not None or ((partial / "data.mdb").exists() and _records_in(partial) >= 1))
+    committed = _records_in(partial) if partial.exists() else 0
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    if target.exists():  # it finished before the kill: then it must be whole
-        env = lmdb.open(str(target), readonly=True, lock=False)
-        with env.begin() as txn:
-            assert txn.get(META_KEY) is not None
-        env.close()
-    else:
-        assert partial_path(target).exists()
-    result = run_pack(src, "train", out, show_progress=False, force=target.exists())
-    assert result.complete and result.count == 120
     fresh = run_pack(src, "train", tmp_path / "fresh", show_progress=False)
-    a = lmdb.open(str(result.target), readonly=True, lock=False)
+    if target.exists():
+        # finished before the kill: then it is whole, and it is not packed again without --force
+        assert not partial.exists()
+        with pytest.raises(DataError, match="already exists"):
+            run_pack(src, "train", out, show_progress=False)
+        result_target = target
+    else:
+        # killed mid-way: only the .partial is there, and the next run resumes it, not restarts it
+        assert partial.exists() and committed >= 1
+        result = run_pack(src, "train", out, show_progress=False)
+        assert result.complete and result.count == 120
+        assert result.resumed_from >= committed and result.written == 120 - result.resumed_from
+        assert not partial.exists()
+        result_target = result.target
+    a = lmdb.open(str(result_target), readonly=True, lock=False)
     b = lmdb.open(str(fresh.target), readonly=True, lock=False)
     with a.begin() as ta, b.begin() as tb:
         assert dict(ta.cursor()) == dict(tb.cursor())

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,7 +16,8 @@ from hypothesis import strategies as st
 from stereokit.config import StereokitConfig, load_config
 from stereokit.data.pfm import decode_pfm, encode_pfm
 from stereokit.data.records import decode_record, encode_record
-from stereokit.deploy.hbm import pack_hbm, unpack_hbm
+from stereokit.deploy.hbm import _HEADER, MAGIC, pack_hbm, unpack_hbm
+from stereokit.deploy.runtime import open_compiled
 from stereokit.errors import StereokitError
 
 _SCRATCH = Path(tempfile.mkdtemp(prefix="stereokit-fuzz-"))
@@ -84,10 +86,33 @@ def test_record_mutated(edits: list[tuple[int, int]], cut: int | None) -> None:
 @FUZZ
 @given(st.binary(max_size=256))
 def test_record_random_bytes(data: bytes) -> None:
+    value = b"SKR1" + data
     try:
-        decode_record(b"SKR1" + data, "fuzz")
+        left, right, disp, names = decode_record(value, "fuzz")
     except StereokitError:
-        pass
+        return
+    # what decodes is consistent with the bytes it came from: parts inside the record, a 2-D float map
+    assert len(left) + len(right) < len(value)
+    assert disp.dtype == np.float32 and disp.ndim == 2 and disp.size >= 1
+    assert all(isinstance(n, str) for n in names)
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["disp_shape", "left", "right", "disp", "names"]),
+                       st.one_of(st.integers(-2**40, 2**40), st.lists(st.integers(-2**40, 2**40), max_size=3), st.text(max_size=4)),
+                       max_size=5))
+def test_record_with_crafted_header_never_allocates_from_it(header: dict) -> None:
+    """A header that parses as JSON but lies about shapes and offsets is refused, never trusted."""
+    import json
+    import struct
+
+    head = json.dumps(header).encode()
+    value = b"SKR1" + struct.pack("<I", len(head)) + head + b"\0" * 32
+    try:
+        _, _, disp, _ = decode_record(value, "fuzz")
+    except StereokitError:
+        return
+    assert disp.size * 4 <= 32 * 1032  # zlib cannot inflate 32 bytes into more than this
 
 
 @FUZZ
@@ -104,10 +129,46 @@ def test_hbm_mutated(edits: list[tuple[int, int]], cut: int | None) -> None:
 @FUZZ
 @given(st.binary(max_size=256))
 def test_hbm_random_bytes(data: bytes) -> None:
-    try:
+    """Random bytes after the magic are always refused: sizes or the checksum give them away."""
+    with pytest.raises(StereokitError):
         unpack_hbm(b"SKHBM\x00\x00\x01" + data, "fuzz.hbm")
+
+
+HEADER_SIZE = _HEADER.size
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6))
+def test_hbm_body_mutated_behind_a_valid_header(edits: list[tuple[int, int]]) -> None:
+    """The header (magic, version, sizes) stays valid; any changed byte after it fails the checksum."""
+    body = bytearray(VALID_HBM[HEADER_SIZE:])
+    for pos, value in edits:
+        body[pos % len(body)] = value
+    data = VALID_HBM[:HEADER_SIZE] + bytes(body)
+    if data == VALID_HBM:
+        return
+    with pytest.raises(StereokitError, match="checksum"):
+        unpack_hbm(data, "fuzz.hbm")
+
+
+@FUZZ
+@given(st.binary(max_size=200), st.binary(max_size=64))
+def test_hbm_with_a_valid_checksum_over_a_crafted_manifest(manifest: bytes, model: bytes) -> None:
+    """A file whose sizes and checksum are right but whose manifest is anything: a dict or refused,
+    and opening it as a model is refused with our own error, never a crash."""
+    import hashlib
+    import struct
+
+    data = struct.pack("<8sIQQ32s", MAGIC, 1, len(manifest), len(model), hashlib.sha256(manifest + model).digest()) + manifest + model
+    try:
+        compiled = unpack_hbm(data, "fuzz.hbm")
     except StereokitError:
-        pass
+        return
+    assert isinstance(compiled.manifest, dict) and compiled.model == model
+    path = _SCRATCH / "crafted.hbm"
+    path.write_bytes(data)
+    with pytest.raises(StereokitError):
+        open_compiled(path)
 
 
 YAML_VALUES = st.recursive(
@@ -133,9 +194,13 @@ def test_config_from_random_trees(tree: dict) -> None:
 @FUZZ
 @given(st.binary(max_size=300))
 def test_config_from_random_bytes(data: bytes) -> None:
+    """Any bytes: the reference config (an empty or comment-only file), a valid config, or our error."""
     path = _SCRATCH / "fuzz.yaml"
     path.write_bytes(data)
     try:
-        load_config(path)
-    except StereokitError:
-        pass
+        cfg = load_config(path)
+    except StereokitError as exc:
+        assert str(path) in str(exc)  # the sentence names the file
+        return
+    assert isinstance(cfg, StereokitConfig)
+    assert cfg == load_config(None) or yaml.safe_load(data) not in (None, {})

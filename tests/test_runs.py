@@ -7,6 +7,7 @@ import pytest
 
 from stereokit.config import StereokitConfig, config_hash, load_config
 from stereokit.errors import StageError
+from stereokit.lineage import require_stage
 from stereokit.runs import (
     SCHEMA_VERSION,
     RunManifest,
@@ -16,7 +17,6 @@ from stereokit.runs import (
     init_run,
     read_manifest,
     read_stage_record,
-    require_stage,
     run_config,
     sha256_file,
     write_stage_record,
@@ -49,23 +49,23 @@ def test_manifest_and_record_round_trip(tmp_path: Path) -> None:
 
 
 def test_missing_stage_names_the_command(tmp_path: Path) -> None:
-    with pytest.raises(StageError, match="run 'stereokit calibrate' first"):
+    with pytest.raises(StageError, match="no calibration stage here; run 'stereokit calibrate --run-dir .*' first"):
         require_stage(tmp_path, "calibration")
 
 
 def test_tampered_artifact_is_refused(tmp_path: Path) -> None:
     ckpt = _finished_float(tmp_path)
     ckpt.write_bytes(b"weightz")
-    with pytest.raises(StageError, match="sha256 does not match"):
+    with pytest.raises(StageError, match="float/checkpoint.pt: its sha256 does not match"):
         require_stage(tmp_path, "float")
     ckpt.unlink()
-    with pytest.raises(StageError, match="missing"):
+    with pytest.raises(StageError, match="float/checkpoint.pt is missing"):
         require_stage(tmp_path, "float")
 
 
 def test_unfinished_and_other_schema_are_refused(tmp_path: Path) -> None:
     write_stage_record(tmp_path, StageRecord(stage="float"))
-    with pytest.raises(StageError, match="running, not finished"):
+    with pytest.raises(StageError, match="interrupted, not finished"):  # "running", but no process holds it
         require_stage(tmp_path, "float")
     path = tmp_path / "float" / "stage.json"
     data = json.loads(path.read_text())

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from stereokit.config import StereokitConfig
+from stereokit.errors import DataError
 from stereokit.data.lmdb_pack import open_packed, read_packed_sample
 from stereokit.data.sceneflow import Sample, load_sample, read_split
 from stereokit.data.transforms import build_transform
@@ -103,12 +104,79 @@ def collate_stereo(batch: list[dict[str, Any]], maxdisp: int) -> dict[str, torch
     }
 
 
-def build_dataset(cfg: StereokitConfig, split: str, train: bool) -> SceneFlowLMDB | SceneFlowFolder:
-    transform = build_transform(cfg.data, train=train)
+class HeldOut(Dataset):
+    """A fixed subset of a split (the training pairs without the validation draw, or the draw).
+
+    Items keep the index of the underlying split, so metrics and crops stay tied to the pair.
+    """
+
+    def __init__(self, base: SceneFlowLMDB | SceneFlowFolder, indices: list[int], what: str) -> None:
+        self.base, self.indices, self.what = base, indices, what
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.base[self.indices[i]]
+
+    def raw(self, i: int) -> dict[str, np.ndarray]:
+        return self.base.raw(self.indices[i])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    @property
+    def where(self) -> Path:
+        return dataset_path(self.base)
+
+
+def dataset_path(dataset: Any) -> Path:
+    if isinstance(dataset, HeldOut):
+        return dataset.where
+    return dataset.path if isinstance(dataset, SceneFlowLMDB) else dataset.data_dir
+
+
+def validation_indices(total: int, cfg: StereokitConfig) -> list[int]:
+    """The training pairs held out for model selection: a draw seeded by cfg.seed, so every stage
+    and every process holds out the same ones."""
+    count = cfg.data.val_count if cfg.data.val_count is not None else max(1, min(500, total // 10))
+    if count >= total:
+        raise DataError(f"data.val_count: {count} would hold out all {total} training pairs; use fewer (at most {total - 1}).")
+    order = np.random.default_rng([cfg.seed, 0x5EED]).permutation(total)
+    return sorted(int(i) for i in order[:count])
+
+
+def _split_dataset(cfg: StereokitConfig, split: str, transform: Transform) -> SceneFlowLMDB | SceneFlowFolder:
     if cfg.data.format == "lmdb":
-        path = cfg.data.train_lmdb if split == "train" else cfg.data.test_lmdb
+        path = {"train": cfg.data.train_lmdb, "test": cfg.data.test_lmdb, "val": cfg.data.val_lmdb}[split]
         return SceneFlowLMDB(path, transform, seed=cfg.seed)
     return SceneFlowFolder(cfg.data.data_dir, split, transform, seed=cfg.seed)
+
+
+def build_dataset(cfg: StereokitConfig, split: str, train: bool) -> Dataset:
+    """split: "train" (without the held-out pairs), "val" (the held-out pairs, or data.val_lmdb) or
+    "test" (for reports only: training and model selection never read it)."""
+    transform = build_transform(cfg.data, train=train)
+    if split == "test" or (split == "val" and cfg.data.val_lmdb is not None):
+        if split == "val" and cfg.data.format != "lmdb":
+            raise DataError("data.val_lmdb: a packed validation split needs data.format=lmdb.")
+        return _split_dataset(cfg, split, transform)
+    base = _split_dataset(cfg, "train", transform)
+    if cfg.data.val_lmdb is not None:
+        return base
+    held = validation_indices(len(base), cfg)
+    if split == "val":
+        return HeldOut(base, held, "val")
+    keep = sorted(set(range(len(base))) - set(held))
+    return HeldOut(base, keep, "train")
+
+
+def check_crop_fits(dataset: Dataset, crop: list[int] | tuple[int, int]) -> None:
+    """Refuse a training crop larger than the data before a stage writes anything."""
+    h, w = dataset.raw(0)["disp"].shape[:2]
+    where = dataset_path(dataset)
+    if h < crop[0] or w < crop[1]:
+        raise DataError(f"{where}: its samples are {w}x{h}, smaller than the training crop {crop[1]}x{crop[0]}; lower data.crop.")
 
 
 class ResumableSampler(DistributedSampler):

@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import lmdb
@@ -79,9 +79,28 @@ def read_meta(env: lmdb.Environment, key: bytes = META_KEY) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
+def open_lmdb(path: Path, **options: Any) -> lmdb.Environment:
+    """lmdb.open, then a check that data.mdb holds every page the environment says it uses.
+
+    A data.mdb cut short (a copy that stopped, a full disk) is memory-mapped like a whole one, and
+    the first read past its end kills the process with SIGBUS; so the length is checked first.
+    """
+    try:
+        env = lmdb.open(str(path), subdir=True, readahead=False, **options)
+    except lmdb.Error as exc:
+        raise DataError(f"{path}: cannot open the LMDB ({exc}); re-pack it.") from None
+    data = Path(path) / "data.mdb"
+    need = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    have = data.stat().st_size if data.is_file() else 0
+    if have < need:
+        env.close()
+        raise DataError(f"{data}: truncated ({have:,} bytes, its pages need {need:,}); re-pack it (--force).")
+    return env
+
+
 def _open_for_write(path: Path, map_size: int) -> lmdb.Environment:
     path.mkdir(parents=True, exist_ok=True)
-    return lmdb.open(str(path), map_size=map_size, subdir=True, readahead=False, meminit=False)
+    return open_lmdb(path, map_size=map_size, meminit=False)
 
 
 def _put_batch(env: lmdb.Environment, items: list[tuple[bytes, bytes]], max_map_size: int, where: Path) -> None:
@@ -130,7 +149,12 @@ def pack_lmdb(
     work = partial_path(target)
     digest = list_digest(samples)
     if work.exists():
-        env = lmdb.open(str(work), readonly=True, lock=False) if (work / "data.mdb").exists() else None
+        try:
+            env = open_lmdb(work, readonly=True, lock=False) if (work / "data.mdb").exists() else None
+        except DataError:
+            if not force:
+                raise
+            env = None
         progress = read_meta(env, PROGRESS_KEY) if env is not None else None
         if env is not None:
             env.close()
@@ -245,10 +269,7 @@ def open_packed(path: Path) -> tuple[lmdb.Environment, dict]:
         raise DataError(f"{path}: not an LMDB directory (no data.mdb); run 'stereokit pack sceneflow'.")
     env = _cached_env(path)
     if env is None:
-        try:
-            env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True, max_readers=512)
-        except lmdb.Error as exc:
-            raise DataError(f"{path}: cannot open the LMDB ({exc}); re-pack it.") from None
+        env = open_lmdb(path, readonly=True, lock=False, max_readers=512)
         _OPEN[(os.getpid(), str(path.resolve()))] = env
     meta = read_meta(env)
     if meta is None or not isinstance(meta.get("count"), int):

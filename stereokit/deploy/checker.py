@@ -16,7 +16,9 @@ from stereokit.deploy.graph import Graph, node_macs
 from stereokit.deploy.target import OpRule, TargetProfile
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
-IGNORED = ("Constant", "Identity")
+# Identity only forwards its input: reported nowhere, looked through everywhere.
+PASS_THROUGH = ("Identity",)
+IGNORED = ("Constant",) + PASS_THROUGH
 # Activations a runtime fuses into the op before them (Conv + Relu -> one QLinearConv).
 FUSED_ACTIVATIONS = ("Relu",)
 # Ops whose extra inputs are parameters (shapes, axes, sizes), not data.
@@ -76,7 +78,7 @@ def _quantized_input(name: str, g: Graph, target: TargetProfile, depth: int = 0)
         return False
     if node.op_type == "DequantizeLinear":
         return True
-    if _is_data_movement(node, target) or node.op_type in IGNORED[1:]:
+    if _is_data_movement(node, target) or node.op_type in PASS_THROUGH:
         return all(_quantized_input(i, g, target, depth + 1) for i in _data_inputs(node, g))
     return False
 
@@ -86,11 +88,9 @@ def _quantized_output(name: str, g: Graph, target: TargetProfile, depth: int = 0
     if not users or depth > 32:
         return False
     for user in users:
-        if user.op_type in ("QuantizeLinear",) + IGNORED[1:]:
-            if user.op_type == "QuantizeLinear" or all(_quantized_output(o, g, target, depth + 1) for o in user.output):
-                continue
-            return False
-        passes = _is_data_movement(user, target) or user.op_type in FUSED_ACTIVATIONS
+        if user.op_type == "QuantizeLinear":
+            continue
+        passes = _is_data_movement(user, target) or user.op_type in FUSED_ACTIVATIONS + PASS_THROUGH
         if passes and all(_quantized_output(o, g, target, depth + 1) for o in user.output):
             continue
         return False

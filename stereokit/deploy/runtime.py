@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from stereokit.deploy.hbm import load_hbm
+from stereokit.deploy.onnx_export import INPUTS, OUTPUT
 from stereokit.errors import StereokitError
 
 
@@ -29,9 +31,15 @@ def _session(model: bytes | str, name: str) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
         raise StereokitError(f"{name}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:160]}).") from None
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if sorted(inputs) != sorted(INPUTS) or outputs[:1] != [OUTPUT]:
+        raise StereokitError(f"{name}: the model's inputs {inputs} and outputs {outputs} are not stereokit's "
+                             f"({', '.join(INPUTS)} -> {OUTPUT}); export it with 'stereokit export'.")
+    return session
 
 
 def _static_shape(session: ort.InferenceSession, name: str) -> tuple[int, int]:
@@ -41,14 +49,27 @@ def _static_shape(session: ort.InferenceSession, name: str) -> tuple[int, int]:
     return int(shape[2]), int(shape[3])
 
 
+def _maxdisp(value: object, name: str) -> float:
+    """The largest disparity the model was trained for; a file that does not say is refused."""
+    try:
+        maxdisp = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        maxdisp = float("nan")
+    if not math.isfinite(maxdisp) or maxdisp <= 0:
+        raise StereokitError(f"{name}: its metadata has no valid maxdisp (found {value!r}); re-export or re-compile it.")
+    return maxdisp
+
+
 def open_compiled(path: Path) -> Runtime:
     compiled = load_hbm(path)
+    maxdisp = _maxdisp(compiled.manifest.get("maxdisp"), str(path))
     session = _session(compiled.model, str(path))
     h, w = _static_shape(session, str(path))
-    return Runtime(session, h, w, float(compiled.manifest.get("maxdisp", 0)), "hbm")
+    return Runtime(session, h, w, maxdisp, "hbm")
 
 
-def open_onnx(path: Path, maxdisp: float) -> Runtime:
+def open_onnx(path: Path, maxdisp: object) -> Runtime:
+    maxdisp = _maxdisp(maxdisp, str(path))
     session = _session(str(path), str(path))
     h, w = _static_shape(session, str(path))
     return Runtime(session, h, w, maxdisp, "onnx")

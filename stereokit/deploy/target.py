@@ -51,6 +51,8 @@ def shipped_targets() -> list[str]:
 def load_target(name_or_path: str) -> TargetProfile:
     """A shipped target by name (bpu-sim) or a JSON file of the same schema."""
     path = Path(name_or_path)
+    if path.is_dir():
+        raise StereokitError(f"{path}: is a directory, not a target profile .json.")
     if not path.suffix:
         path = TARGETS_DIR / f"{name_or_path}.json"
         if not path.is_file():
@@ -59,6 +61,8 @@ def load_target(name_or_path: str) -> TargetProfile:
         return TargetProfile.model_validate_json(path.read_bytes())
     except FileNotFoundError:
         raise StereokitError(f"{path}: target profile not found.") from None
+    except OSError as exc:
+        raise StereokitError(f"{path}: cannot read the target profile ({exc.strerror or exc.__class__.__name__}).") from None
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -9,13 +9,16 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel
 
-from stereokit.config import config_hash
-from stereokit.data.dataset import build_dataloader
+from torch.utils.data import DataLoader
+
+from stereokit.config import StereokitConfig, config_hash
+from stereokit.data.dataset import build_dataloader, check_crop_fits
 from stereokit.engine.checkpoint import save_checkpoint
 from stereokit.engine.distributed import DistInfo, resolve_device
 from stereokit.progress import progress_bar
 from stereokit.quant.prepare import activation_scales, prepare_quant_model, quantized_layers, set_fake_quant, set_observers
-from stereokit.runs import StageRecord, artifact, atomic_write_text, finish_stage, require_stage, run_config, stage_dir, write_stage_record
+from stereokit.lineage import require_stage, stage_lock
+from stereokit.runs import StageRecord, artifact, atomic_write_text, finish_stage, run_config, stage_dir, write_stage_record
 from stereokit.services.stages import float_model
 from stereokit.services.train import prepare_stage_dir
 
@@ -28,25 +31,37 @@ class CalibrateResult(BaseModel):
     quantized_convs: int
     activation_quantizers: int
     checkpoint: Path
+    moved_aside: list[str] = []
 
 
 def run_calibrate(run_dir: Path, force: bool = False, show_progress: bool = True) -> CalibrateResult:
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
-    require_stage(run_dir, "float")
-    out = prepare_stage_dir(run_dir, "calibration", resume=False, force=force, info=DistInfo())
+    float_record = require_stage(run_dir, "float")
     source = stage_dir(run_dir, "float") / "best.pt"
-    record = StageRecord(stage="calibration", config_hash=config_hash(cfg), inputs=[artifact(run_dir, source)])
-    write_stage_record(run_dir, record)
+    source_art = next((a for a in float_record.outputs if a.path == "float/best.pt"), None) or artifact(run_dir, source)
+    # Everything that can refuse (checkpoint, data, crop) is read before anything is written.
     device = resolve_device(cfg.device)
     model = prepare_quant_model(float_model(cfg, source), cfg).to(device).eval()
+    calib = cfg.train.calibration
+    loader = build_dataloader(cfg, "train", train=True, batch_size=calib.batch_size)
+    check_crop_fits(loader.dataset, cfg.data.crop)
+    if len(loader) == 0:
+        loader = build_dataloader(cfg, "train", train=False, batch_size=calib.batch_size)
+    moved = prepare_stage_dir(run_dir, "calibration", resume=False, force=force, info=DistInfo())
+    out = stage_dir(run_dir, "calibration")
+    record = StageRecord(stage="calibration", config_hash=config_hash(cfg), inputs=[source_art])
+    with stage_lock(run_dir, "calibration"):
+        write_stage_record(run_dir, record)
+        return _calibrate(cfg, run_dir, out, model, loader, record, device, moved, show_progress)
+
+
+def _calibrate(cfg: StereokitConfig, run_dir: Path, out: Path, model: torch.nn.Module, loader: DataLoader,
+               record: StageRecord, device: torch.device, moved: list[str], show_progress: bool) -> CalibrateResult:
     # Observe float ranges first (fake-quant off), then freeze them and quantize.
     set_fake_quant(model, False)
     set_observers(model, True, weights_too=True)
     calib = cfg.train.calibration
-    loader = build_dataloader(cfg, "train", train=True, batch_size=calib.batch_size)
-    if len(loader) == 0:
-        loader = build_dataloader(cfg, "train", train=False, batch_size=calib.batch_size)
     batches = images = epoch = 0
     with torch.no_grad(), progress_bar("calibration", calib.steps, enabled=show_progress) as advance:
         while batches < calib.steps:
@@ -72,4 +87,4 @@ def run_calibrate(run_dir: Path, force: bool = False, show_progress: bool = True
     finish_stage(run_dir, record, [checkpoint, out / "scales.json"], metrics)
     return CalibrateResult(run_dir=run_dir, batches=batches, images=images, observer=calib.observer,
                            quantized_convs=len(quantized_layers(model)), activation_quantizers=len(scales),
-                           checkpoint=checkpoint)
+                           checkpoint=checkpoint, moved_aside=moved)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import onnx
@@ -10,7 +11,6 @@ from pydantic import BaseModel
 from stereokit.deploy.checker import CheckReport, check_model
 from stereokit.deploy.target import load_target
 from stereokit.errors import StereokitError
-from stereokit.runs import run_config
 
 
 class NodeRow(BaseModel):
@@ -42,13 +42,28 @@ def resolve_onnx(path: Path) -> Path:
     return candidate
 
 
-def islands_for(model_path: Path) -> list[str]:
-    """The config's 16-bit and float module paths, when the model sits in a run directory."""
-    run_dir = model_path.parent.parent
-    if (run_dir / "config.yaml").is_file():
-        cfg = run_config(run_dir)
-        return cfg.quant.int16_modules + cfg.quant.float_modules
-    return []
+REQUIRED_METADATA = ("source_stage", "maxdisp", "mean", "std", "rgb_input", "int16_modules", "float_modules")
+
+
+def ir_metadata(model: onnx.ModelProto, name: str) -> dict[str, str]:
+    """The IR's own metadata; a model without what stereokit writes into it is refused."""
+    meta = {p.key: p.value for p in model.metadata_props}
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise StereokitError(f"{name}: not a stereokit IR (its metadata lacks {', '.join(missing)}); make it with 'stereokit export'.")
+    return meta
+
+
+def islands_for(model: onnx.ModelProto, name: str) -> list[str]:
+    """The module paths kept out of the 8-bit path (16-bit and float), read from the IR itself."""
+    meta = ir_metadata(model, name)
+    try:
+        islands = json.loads(meta["int16_modules"]) + json.loads(meta["float_modules"])
+    except (ValueError, TypeError):
+        islands = None
+    if not isinstance(islands, list) or not all(isinstance(p, str) for p in islands):
+        raise StereokitError(f"{name}: its int16_modules/float_modules metadata is not a JSON list of module paths.")
+    return islands
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
@@ -69,7 +84,8 @@ def to_result(path: Path, report: CheckReport) -> CheckResult:
 
 
 def run_check(path: Path, target: str = "bpu-sim") -> CheckResult:
-    model_path = resolve_onnx(path)
     profile = load_target(target)
-    report = check_model(load_onnx(model_path), profile, islands_for(model_path))
+    model_path = resolve_onnx(path)
+    model = load_onnx(model_path)
+    report = check_model(model, profile, islands_for(model, str(model_path)))
     return to_result(model_path, report)

@@ -20,13 +20,11 @@ from stereokit.deploy.perf import estimate, measure_latency_ms, perf_html, rows_
 from stereokit.deploy.target import load_target
 from stereokit.errors import StereokitError
 from stereokit.models.postprocess import DeployModel
-from stereokit.runs import (
-    StageRecord, artifact, atomic_write_bytes, atomic_write_text, finish_stage, read_stage_record,
-    require_stage, run_config, stage_dir,
-)
-from stereokit.services.check import islands_for, load_onnx
+from stereokit.lineage import Lineage, check_rerun, clear_for_rerun, require_stage, stage_lock
+from stereokit.runs import StageRecord, artifact, atomic_write_bytes, atomic_write_text, finish_stage, run_config, stage_dir, write_stage_record
+from stereokit.services.check import ir_metadata, islands_for, load_onnx
 from stereokit.services.export import run_export
-from stereokit.services.stages import float_model
+from stereokit.services.stages import float_model, source_checkpoint
 
 
 class CompileResult(BaseModel):
@@ -41,6 +39,9 @@ class CompileResult(BaseModel):
     latency_ms: dict[str, float]
     perf_json: Path
     perf_html: Path
+    source_stage: str
+    note: str | None = None
+    moved_aside: list[str] = []
 
 
 def _run_dir_of(path: Path) -> Path:
@@ -64,42 +65,60 @@ def input_quantization(model: onnx.ModelProto) -> dict[str, dict[str, float]]:
     return result
 
 
+def _ensure_export(run_dir: Path, source: str) -> str | None:
+    """RUN/export made from `source`'s checkpoint: reused when it is finished and came from it,
+    otherwise (re-)exported, the old one moved aside. Returns a note when it exported."""
+    st = Lineage(run_dir).state("export")
+    wanted = str(source_checkpoint(run_dir, source).relative_to(run_dir))
+    if st.state == "finished" and st.record is not None and st.record.inputs and st.record.inputs[0].path == wanted:
+        return None
+    if st.state == "missing":
+        why = "no export yet"
+    elif st.state == "finished" and st.record is not None and st.record.inputs:
+        why = f"the export there came from {st.record.inputs[0].path}"
+    else:
+        why = f"the export there is {st.state}"
+    run_export(run_dir / source, force=True)
+    return f"exported {source} first ({why})"
+
+
 def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force: bool = False,
                 measure_runs: int = 3) -> CompileResult:
     path = Path(path)
     run_dir = _run_dir_of(path)
     cfg = run_config(run_dir)
-    out = stage_dir(run_dir, "compile")
-    if read_stage_record(run_dir, "compile") is not None and not force:
-        raise StereokitError(f"{out}: a compiled model is already here; pass --force to replace it.")
     profile = load_target(target)
-    ir_stage = path.name if path.name.startswith("export") else "export"
-    if ir_stage == "export" and read_stage_record(run_dir, "export") is None:
-        run_export(run_dir / path.name)
+    check_rerun(run_dir, "compile", force, what="a compiled model")
+    if path.name in ("qat", "calibration"):
+        require_stage(run_dir, path.name)
+        note = _ensure_export(run_dir, path.name)
+        ir_stage = "export"
+    else:
+        note, ir_stage = None, path.name
     export_record = require_stage(run_dir, ir_stage)
+    float_record = require_stage(run_dir, "float")  # the float model is timed beside the compiled one
     ir_path = stage_dir(run_dir, ir_stage) / "model.onnx"
     ir = load_onnx(ir_path)
-    report = check_model(ir, profile, islands_for(ir_path))
+    islands = islands_for(ir, str(ir_path))
+    meta = ir_metadata(ir, str(ir_path))
+    report = check_model(ir, profile, islands)
     if report.errors:
         raise StereokitError(f"{ir_path}: cannot compile: {report.errors[0]} (run 'stereokit check' for all).", exit_code=1)
     if strict and report.fallbacks:
         raise StereokitError(f"{ir_path}: {len(report.fallbacks)} node(s) would fall back to the CPU on {profile.name} (--strict); first: {report.fallbacks[0].op} ({report.fallbacks[0].rule}).", exit_code=1)
-    record = StageRecord(stage="compile", config_hash=config_hash(cfg), inputs=[artifact(run_dir, ir_path)] + export_record.inputs)
-
     lowered = lower_to_integer(ir_path.read_bytes())
-    islands = islands_for(ir_path)
     stray = [n for n in float_convs(lowered) if not any("/" + p.replace(".", "/") + "/" in n for p in islands)]
     if stray:
         raise StereokitError(f"{ir_path}: {len(stray)} conv(s) stayed in float after lowering, first {stray[0]}; the IR is not fully quantized.", exit_code=1)
+    ir_art = next((a for a in export_record.outputs if a.path.endswith("model.onnx")), None) or artifact(run_dir, ir_path)
     rows = estimate(ir, report, profile)
     totals = summary(rows, profile)
     h, w = cfg.deploy.input_height, cfg.deploy.input_width
-    float_onnx = export_onnx(DeployModel(float_model(cfg, stage_dir(run_dir, "float") / "best.pt")), h, w, cfg.deploy.opset, {})
-    measured = {
-        "compiled_int8_ms": measure_latency_ms(lowered, h, w, runs=measure_runs),
-        "onnx_float_ms": measure_latency_ms(float_onnx, h, w, runs=measure_runs),
-    }
+    float_checkpoint = stage_dir(run_dir, "float") / "best.pt"
+    float_onnx = export_onnx(DeployModel(float_model(cfg, float_checkpoint)), h, w, cfg.deploy.opset, {})
     counts = op_counts(lowered)
+    # Only what follows from the IR goes into the container, so the same IR gives the same bytes;
+    # measured timings go to perf.json and the stage record.
     manifest = {
         "format_version": FORMAT_VERSION,
         "stereokit_version": __version__,
@@ -108,24 +127,39 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
         "output": {"disparity": [1, 1, h, w]},
         "preprocessing": {p.key: p.value for p in ir.metadata_props},
         "input_quantization": input_quantization(ir),
-        "maxdisp": cfg.model.maxdisp,
-        "sources": {"ir_sha256": record.inputs[0].sha256, **{f"{a.path}": a.sha256 for a in export_record.inputs}},
+        "maxdisp": float(meta["maxdisp"]),
+        "source_stage": meta["source_stage"],
+        "source_sha256": meta.get("source_sha256", ""),
+        "sources": {"ir_sha256": ir_art.sha256, **{f"{a.path}": a.sha256 for a in export_record.inputs}},
         "op_counts": counts,
         "float_islands": islands,
         "q_dq_q_chains": chains_left(lowered),
         "estimate": totals,
-        "measured_cpu_latency_ms": measured,
     }
+    container = pack_hbm(manifest, lowered)
+    measured = {
+        "compiled_int8_ms": measure_latency_ms(lowered, h, w, runs=measure_runs),
+        "onnx_float_ms": measure_latency_ms(float_onnx, h, w, runs=measure_runs),
+    }
+    moved = clear_for_rerun(run_dir, "compile", force, what="a compiled model")
+    out = stage_dir(run_dir, "compile")
+    float_art = next((a for a in float_record.outputs if a.path == "float/best.pt"), None)
+    record = StageRecord(stage="compile", config_hash=config_hash(cfg), inputs=[ir_art] + export_record.inputs)
+    if float_art is not None and float_art not in record.inputs:
+        record.details["float_timed"] = float_art.model_dump()
     hbm = out / "model.hbm"
-    atomic_write_bytes(hbm, pack_hbm(manifest, lowered))
-    perf = {"target": profile.model_dump(), "totals": totals, "measured_cpu_latency_ms": measured, "layers": rows_json(rows)}
-    atomic_write_text(out / "perf.json", json.dumps(perf, indent=2))
-    atomic_write_text(out / "perf.html", perf_html(f"stereokit compile: {run_dir} on {profile.name}", totals, measured, rows))
-    share = report.accelerator_macs / report.macs if report.macs else 0.0
-    record.details.update({"target": profile.name, "op_counts": counts, "fallbacks": len(report.fallbacks)})
-    finish_stage(run_dir, record, [hbm, out / "perf.json", out / "perf.html"],
-                 {"accelerator_share": share, **totals, "latency_ms": measured})
+    with stage_lock(run_dir, "compile"):
+        write_stage_record(run_dir, record)
+        atomic_write_bytes(hbm, container)
+        perf = {"target": profile.model_dump(), "totals": totals, "measured_cpu_latency_ms": measured, "layers": rows_json(rows)}
+        atomic_write_text(out / "perf.json", json.dumps(perf, indent=2))
+        atomic_write_text(out / "perf.html", perf_html(f"stereokit compile: {run_dir} on {profile.name}", totals, measured, rows))
+        share = report.accelerator_macs / report.macs if report.macs else 0.0
+        record.details.update({"target": profile.name, "op_counts": counts, "fallbacks": len(report.fallbacks),
+                               "source_stage": meta["source_stage"]})
+        finish_stage(run_dir, record, [hbm, out / "perf.json", out / "perf.html"],
+                     {"accelerator_share": share, **totals, "latency_ms": measured})
     return CompileResult(hbm=hbm, bytes=hbm.stat().st_size, target=profile.name, op_counts=counts, accelerator_share=share,
                          fallbacks=len(report.fallbacks), estimated_latency_ms=totals["estimated_latency_ms"],
                          estimated_fps=totals["estimated_fps"], latency_ms=measured, perf_json=out / "perf.json",
-                         perf_html=out / "perf.html")
+                         perf_html=out / "perf.html", source_stage=meta["source_stage"], note=note, moved_aside=moved)

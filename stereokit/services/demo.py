@@ -21,8 +21,10 @@ from stereokit.data.dataset import SceneFlowLMDB
 from stereokit.data.sceneflow import list_path, read_split
 from stereokit.data.synth import SceneOptions
 from stereokit.errors import StageError, StereokitError
+from stereokit.paths import folder_to_write
 from stereokit.models import build_stereonet, multiscale_loss
-from stereokit.runs import atomic_write_text, read_stage_record, require_stage, run_config
+from stereokit.lineage import require_stage
+from stereokit.runs import atomic_write_text, read_stage_record, run_config
 from stereokit.services.calibrate import run_calibrate
 from stereokit.services.calops import run_calops
 from stereokit.services.check import run_check
@@ -118,8 +120,8 @@ def _finished(run: Path, stage: str) -> bool:
 
 def run_demo(out: Path = Path("runs/demo"), minutes: float = 10.0, device: str = "auto", force: bool = False,
              num_train: int = 96, num_test: int = 12, say: Callable[[str], None] | None = None) -> DemoResult:
-    out = Path(out)
-    say = say or Console(stderr=True).print
+    out = folder_to_write(Path(out), "--out")
+    say = say or Console(stderr=True, markup=False).print
     if minutes <= 0:
         raise StereokitError(f"--minutes: {minutes} must be positive.")
     if force and out.exists():
@@ -132,10 +134,10 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float = 10.0, device: str =
     def stage(name: str, done: bool, action: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         if done:
-            say(f"[dim]- {name}: already done, skipped[/]")
+            say(f"- {name}: already done, skipped")
             return None
         result = action()
-        say(f"[green]✓[/] {name} ({time.perf_counter() - start:.1f} s)")
+        say(f"✓ {name} ({time.perf_counter() - start:.1f} s)")
         return result
 
     if not list_path(data / "SceneFlow", "test").is_file():
@@ -157,7 +159,7 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float = 10.0, device: str =
         budget = minutes * 60
         float_steps = int(min(3000, max(60, 0.55 * budget / per_step)))
         qat_steps = int(min(600, max(20, 0.12 * budget / (1.3 * per_step))))
-        say(f"[dim]one training step takes {per_step:.2f} s here: {float_steps} float and {qat_steps} QAT steps fit {minutes:g} minutes[/]")
+        say(f"one training step takes {per_step:.2f} s here: {float_steps} float and {qat_steps} QAT steps fit {minutes:g} minutes")
         cfg = demo_config(out, num_train, float_steps, qat_steps, device)
     atomic_write_text(out / "config.yaml", config_to_yaml(cfg))
     cost = stage("calops", False, lambda: run_calops(cfg, HEIGHT, WIDTH))

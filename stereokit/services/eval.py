@@ -44,9 +44,8 @@ def picture_writer(out_dir: Path, cfg: StereokitConfig, limit: int = NUM_PICTURE
             if len(written) >= limit:
                 return
             yuv = (batch["imgl"][i].permute(1, 2, 0).numpy() * cfg.data.std + cfg.data.mean).clip(0, 255).astype(np.uint8)
-            bgr = cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB if cfg.data.rgb_input else cv2.COLOR_YUV2BGR)
-            if cfg.data.rgb_input:
-                bgr = bgr[..., ::-1].copy()
+            # the same YUV whether it came from RGB or BGR: back to BGR for the picture
+            bgr = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR)
             path = out_dir / f"sample_{int(batch['index'][i]):05d}.png"
             write_panel(path, bgr, batch["disp"][i, 0].numpy(), pred[i, 0].numpy(), cfg.model.maxdisp)
             written.append(str(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import onnx
@@ -14,8 +15,10 @@ from stereokit.deploy.onnx_export import INPUTS, OUTPUT, export_onnx
 from stereokit.errors import StereokitError
 from stereokit.models.postprocess import DeployModel
 from stereokit.quant.fold import export_copy
-from stereokit.runs import StageRecord, artifact, atomic_write_bytes, finish_stage, read_stage_record, require_stage, run_config, stage_dir, write_stage_record
-from stereokit.services.stages import float_model, quant_model
+from stereokit.deploy.compiler import op_counts
+from stereokit.lineage import clear_for_rerun, require_stage, stage_lock
+from stereokit.runs import StageRecord, artifact, atomic_write_bytes, finish_stage, run_config, stage_dir, write_stage_record
+from stereokit.services.stages import float_model, quant_model, source_checkpoint
 
 # Which stage directory an export writes, by the stage it starts from.
 EXPORT_STAGE = {"qat": "export", "calibration": "export", "float": "export_float"}
@@ -28,6 +31,7 @@ class ExportResult(BaseModel):
     input_shape: list[int]
     opset: int
     op_counts: dict[str, int]
+    moved_aside: list[str] = []
 
 
 def split_stage_path(path: Path) -> tuple[Path, str]:
@@ -57,6 +61,9 @@ def deploy_metadata(cfg: StereokitConfig, source: str, source_sha: str) -> dict[
         "output_unit": "disparity in pixels, clipped to [0, maxdisp]",
         "maxdisp": str(cfg.model.maxdisp),
         "quantized": "true" if source != "float" else "false",
+        # the precision islands travel with the IR, so a copied .onnx checks and compiles the same
+        "int16_modules": json.dumps(cfg.quant.int16_modules if source != "float" else []),
+        "float_modules": json.dumps(cfg.quant.float_modules if source != "float" else []),
     }
 
 
@@ -64,33 +71,30 @@ def run_export(stage_path: Path, force: bool = False) -> ExportResult:
     run_dir, source = split_stage_path(stage_path)
     cfg = run_config(run_dir)
     record_in = require_stage(run_dir, source)
-    checkpoint = stage_dir(run_dir, source) / ("checkpoint.pt" if source == "calibration" else "best.pt")
+    checkpoint = source_checkpoint(run_dir, source)
+    source_art = next((a for a in record_in.outputs if (run_dir / a.path) == checkpoint), None) or artifact(run_dir, checkpoint)
     target = EXPORT_STAGE[source]
     out = stage_dir(run_dir, target)
-    if read_stage_record(run_dir, target) is not None and not force:
-        raise StereokitError(f"{out}: an export is already here; pass --force to replace it.")
     if source == "float":
         model: nn.Module = DeployModel(float_model(cfg, checkpoint))
     else:
         model = DeployModel(export_copy(quant_model(cfg, checkpoint)))
-    source_art = artifact(run_dir, checkpoint)
     data = export_onnx(model, cfg.deploy.input_height, cfg.deploy.input_width, cfg.deploy.opset,
                        deploy_metadata(cfg, source, source_art.sha256))
+    moved = clear_for_rerun(run_dir, target, force, what="an export")
     record = StageRecord(stage=target, config_hash=config_hash(cfg), inputs=[source_art])
-    write_stage_record(run_dir, record)
     path = out / "model.onnx"
-    atomic_write_bytes(path, data)
-    proto = onnx.load_from_string(data)
-    counts: dict[str, int] = {}
-    for node in proto.graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    manifest = {
-        "inputs": {name: [1, 3, cfg.deploy.input_height, cfg.deploy.input_width] for name in INPUTS},
-        "output": {OUTPUT: [1, 1, cfg.deploy.input_height, cfg.deploy.input_width]},
-        "metadata": {p.key: p.value for p in proto.metadata_props},
-        "source_record_finished": record_in.finished,
-    }
-    record.details.update(manifest)
-    finish_stage(run_dir, record, [path], {"op_counts": counts, "bytes": len(data)})
+    with stage_lock(run_dir, target):
+        write_stage_record(run_dir, record)
+        atomic_write_bytes(path, data)
+        counts = op_counts(data)
+        proto = onnx.load_from_string(data)
+        record.details.update({
+            "inputs": {name: [1, 3, cfg.deploy.input_height, cfg.deploy.input_width] for name in INPUTS},
+            "output": {OUTPUT: [1, 1, cfg.deploy.input_height, cfg.deploy.input_width]},
+            "metadata": {p.key: p.value for p in proto.metadata_props},
+            "source_record_finished": record_in.finished,
+        })
+        finish_stage(run_dir, record, [path], {"op_counts": counts, "bytes": len(data)})
     return ExportResult(source=source, model=path, bytes=len(data), input_shape=[1, 3, cfg.deploy.input_height, cfg.deploy.input_width],
-                        opset=cfg.deploy.opset, op_counts=counts)
+                        opset=cfg.deploy.opset, op_counts=counts, moved_aside=moved)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -23,8 +24,9 @@ from stereokit.deploy.runtime import Runtime, open_compiled, open_onnx
 from stereokit.engine.evaluate import torch_predictor
 from stereokit.engine.plots import colorize
 from stereokit.errors import StereokitError
+from stereokit.paths import folder_to_write
 from stereokit.runs import atomic_write_bytes, atomic_write_text, run_config
-from stereokit.services.stages import SOURCE, load_stage_model
+from stereokit.services.stages import SOURCE, load_stage_model, stage_checkpoint
 
 
 class InferResult(BaseModel):
@@ -38,12 +40,17 @@ class InferResult(BaseModel):
 
 
 def parse_model_inputs(text: str) -> dict[str, str]:
-    """`imgl:L,imgr:R,baseline:B,f:F` (the reference tool's form) -> a dict."""
+    """`imgl:L,imgr:R,baseline:B,f:F` (the reference tool's form) -> a dict; baseline and f must be numbers."""
     values: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition(":")
         if not sep or key not in ("imgl", "imgr", "baseline", "f"):
             raise StereokitError(f"--model-inputs: '{part}' is not one of imgl:PATH, imgr:PATH, baseline:M, f:PX.")
+        if key in ("baseline", "f"):
+            try:
+                float(value)
+            except ValueError:
+                raise StereokitError(f"--model-inputs: {key} '{value}' is not a number.") from None
         values[key] = value
     return values
 
@@ -52,9 +59,19 @@ def read_image(path: Path) -> np.ndarray:
     return decode_image(read_image_bytes(Path(path)), str(path))
 
 
-def _normalisation(meta: dict[str, str]) -> DataConfig:
-    return DataConfig(mean=float(meta.get("mean", 128)), std=float(meta.get("std", 128)),
-                      rgb_input=meta.get("rgb_input", "false") == "true")
+def _normalisation(meta: dict[str, str], name: Path) -> DataConfig:
+    """The input normalisation the model was trained with, from its own metadata (never guessed)."""
+    missing = [k for k in ("mean", "std", "rgb_input") if k not in meta]
+    if missing:
+        raise StereokitError(f"{name}: its metadata lacks {', '.join(missing)}, so its input normalisation is unknown; "
+                             "make it with 'stereokit export' or 'stereokit compile'.")
+    try:
+        mean, std = float(meta["mean"]), float(meta["std"])
+    except (TypeError, ValueError):
+        raise StereokitError(f"{name}: its mean/std metadata ({meta['mean']!r}, {meta['std']!r}) are not numbers.") from None
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+        raise StereokitError(f"{name}: its mean/std metadata ({mean}, {std}) are not a usable normalisation.")
+    return DataConfig(mean=mean, std=std, rgb_input=str(meta["rgb_input"]) == "true")
 
 
 def _fixed_shape_predict(runtime: Runtime, left: torch.Tensor, right: torch.Tensor) -> tuple[np.ndarray, str]:
@@ -78,19 +95,23 @@ def _fixed_shape_predict(runtime: Runtime, left: torch.Tensor, right: torch.Tens
 def predict_pair(model_path: Path, left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str, float]:
     """-> (disparity in pixels HxW, how the size was handled, maxdisp)."""
     model_path = Path(model_path)
+    if model_path.suffix in (".hbm", ".onnx") and not model_path.is_file():
+        raise StereokitError(f"{model_path}: model not found" + (" (it is a directory)." if model_path.is_dir() else "."))
     if model_path.suffix == ".hbm":
+        preprocessing = load_hbm(model_path).manifest.get("preprocessing")
+        norm = _normalisation(preprocessing if isinstance(preprocessing, dict) else {}, model_path)
         runtime = open_compiled(model_path)
-        norm = _normalisation(load_hbm(model_path).manifest.get("preprocessing", {}))
     elif model_path.suffix == ".onnx":
-        if not model_path.is_file():
-            raise StereokitError(f"{model_path}: model not found.")
-        meta = read_metadata(model_path)
-        runtime = open_onnx(model_path, float(meta.get("maxdisp", 0)))
-        norm = _normalisation(meta)
+        try:
+            meta = read_metadata(model_path)
+        except Exception:  # noqa: BLE001 - protobuf raises several types on damaged input
+            raise StereokitError(f"{model_path}: not a readable ONNX model.") from None
+        norm = _normalisation(meta, model_path)
+        runtime = open_onnx(model_path, meta.get("maxdisp"))
     elif model_path.is_dir() and model_path.name in SOURCE and (model_path.parent / "config.yaml").is_file():
         cfg = run_config(model_path.parent)
         stage = model_path.name
-        checkpoint = model_path / SOURCE[stage][1]
+        checkpoint = stage_checkpoint(model_path.parent, stage)
         model = load_stage_model(cfg, stage, checkpoint).eval()
         left, right = preprocess_image(left_bgr, cfg.data), preprocess_image(right_bgr, cfg.data)
         with torch.no_grad():
@@ -143,13 +164,14 @@ def run_infer(model: Path, imgl: Path, imgr: Path, save_path: Path, baseline: fl
     if (baseline is None) != (focal is None):
         missing = "--f" if focal is None else "--baseline"
         raise StereokitError(f"{missing}: depth needs both --baseline (m) and --f (px); give both or neither.")
-    if baseline is not None and (baseline <= 0 or focal <= 0):  # type: ignore[operator]
-        raise StereokitError("--baseline/--f: both must be positive.")
+    for flag, value in (("--baseline", baseline), ("--f", focal)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise StereokitError(f"{flag}: {value} must be a positive finite number.")
+    out = folder_to_write(Path(save_path), "--save-path")
     left, right = read_image(imgl), read_image(imgr)
     if left.shape != right.shape:
         raise StereokitError(f"{imgr}: {right.shape[1]}x{right.shape[0]} differs from the left image's {left.shape[1]}x{left.shape[0]}.")
     disp, handling, maxdisp = predict_pair(model, left, right)
-    out = Path(save_path)
     out.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, str] = {}
     atomic_write_bytes(out / "disparity.pfm", encode_pfm(disp))

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from stereokit.data.lmdb_pack import pack_lmdb
 from stereokit.data.sceneflow import list_path, read_split
 from stereokit.errors import StereokitError
+from stereokit.paths import folder_to_read, folder_to_write
 from stereokit.progress import progress_bar
 
 
@@ -42,6 +43,8 @@ def run_pack(
         raise StereokitError(f"--split-name: '{split_name}' is not a split; use train or test.")
     if num_workers < 1:
         raise StereokitError(f"--num-workers: {num_workers} must be at least 1.")
+    folder_to_read(Path(src_data_dir), "--src-data-dir")
+    folder_to_write(Path(target_data_dir), "--target-data-dir")
     samples, note = read_split(Path(src_data_dir), split_name)
     target = Path(target_data_dir) / f"{split_name}_lmdb"
     if target.exists() and not force:

@@ -11,9 +11,10 @@ from stereokit.config import StereokitConfig, config_hash
 from stereokit.engine.distributed import barrier, init_distributed, shutdown_distributed
 from stereokit.engine.trainer import LoopSettings
 from stereokit.quant.prepare import freeze_bn, set_observers
-from stereokit.runs import StageRecord, artifact, require_stage, run_config, stage_dir
+from stereokit.lineage import require_stage
+from stereokit.runs import StageRecord, artifact, run_config, stage_dir
 from stereokit.services.stages import quant_model
-from stereokit.services.train import TrainResult, prepare_stage_dir, run_fit_stage
+from stereokit.services.train import TrainResult, prepare_stage_dir, run_fit_stage, training_loaders
 
 
 def qat_settings(cfg: StereokitConfig) -> LoopSettings:
@@ -48,15 +49,17 @@ def run_qat(run_dir: Path, resume: bool = False, force: bool = False, show_progr
     cfg = run_config(run_dir)
     info, device = init_distributed(cfg.device)
     try:
-        require_stage(run_dir, "calibration")
-        prepare_stage_dir(run_dir, "qat", resume, force, info)
+        source_record = require_stage(run_dir, "calibration")
         source = stage_dir(run_dir, "calibration") / "checkpoint.pt"
-        model = quant_model(cfg, source)
-        record = StageRecord(stage="qat", config_hash=config_hash(cfg), inputs=[artifact(run_dir, source)])
+        source_art = next((a for a in source_record.outputs if a.path == "calibration/checkpoint.pt"), None) or artifact(run_dir, source)
+        model = quant_model(cfg, source)  # a damaged checkpoint or missing data is refused before anything is written
+        loaders = training_loaders(cfg, cfg.train.qat.batch_size)
+        moved = prepare_stage_dir(run_dir, "qat", resume, force, info)
+        record = StageRecord(stage="qat", config_hash=config_hash(cfg), inputs=[source_art])
         record.details["float_modules"] = cfg.quant.float_modules
         hook = qat_step_hook(cfg)
-        result = run_fit_stage(cfg, run_dir, "qat", model, qat_settings(cfg), cfg.train.qat.batch_size, info, device,
-                               resume, record, on_step=hook, show_progress=show_progress)
+        result = run_fit_stage(cfg, run_dir, "qat", model, qat_settings(cfg), loaders, info, device,
+                               resume, record, on_step=hook, show_progress=show_progress, moved_aside=moved)
         barrier()
         return result
     finally:

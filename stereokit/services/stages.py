@@ -13,7 +13,8 @@ from stereokit.errors import StereokitError
 from stereokit.models import build_stereonet
 from stereokit.quant.convert import to_int_model
 from stereokit.quant.prepare import QuantStereoNet, prepare_quant_model, set_observers
-from stereokit.runs import require_stage, stage_dir
+from stereokit.lineage import require_stage
+from stereokit.runs import stage_dir
 
 EVAL_STAGES = ("float", "calibration", "qat", "int_infer")
 # The stage whose record and checkpoint each evaluable stage reads.
@@ -40,12 +41,18 @@ def quant_model(cfg: StereokitConfig, checkpoint: Path) -> QuantStereoNet:
     return model
 
 
+def source_checkpoint(run_dir: Path, stage: str) -> Path:
+    """The checkpoint that stands for `stage` (what eval, export and infer load)."""
+    source, name = SOURCE[stage]
+    return stage_dir(run_dir, source) / name
+
+
 def stage_checkpoint(run_dir: Path, stage: str) -> Path:
+    """`stage`'s checkpoint once the whole chain behind it is verified."""
     if stage not in SOURCE:
         raise StereokitError(f"--stage: '{stage}' is not one of {', '.join(EVAL_STAGES)}.")
-    source, name = SOURCE[stage]
-    require_stage(run_dir, source)
-    return stage_dir(run_dir, source) / name
+    require_stage(run_dir, SOURCE[stage][0])
+    return source_checkpoint(run_dir, stage)
 
 
 def load_stage_model(cfg: StereokitConfig, stage: str, checkpoint: Path) -> nn.Module:

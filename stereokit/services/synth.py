@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from stereokit.data.sceneflow import Sample, write_split_list
 from stereokit.data.synth import SceneOptions, write_synth_sample
 from stereokit.errors import StereokitError
+from stereokit.paths import folder_to_write
 from stereokit.progress import progress_bar
 
 
@@ -45,7 +46,9 @@ def run_synth(
     show_progress: bool = True,
     options: SceneOptions = SceneOptions(),
 ) -> SynthResult:
-    out = Path(out)
+    out = folder_to_write(Path(out), "--out")
+    if workers < 1:
+        raise StereokitError(f"--workers: {workers} must be at least 1.")
     if num_train < 0 or num_test < 0 or num_train + num_test == 0:
         raise StereokitError("--num-train/--num-test: ask for at least one pair, and no negative counts.")
     if height < 32 or width < 32:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+from contextlib import nullcontext
 import subprocess
 import sys
 from pathlib import Path
@@ -14,21 +14,16 @@ import torch
 from pydantic import BaseModel
 
 from stereokit.config import StereokitConfig, config_hash
-from stereokit.data.dataset import build_dataloader, build_dataset
+from torch.utils.data import DataLoader
+
+from stereokit.data.dataset import build_dataloader, check_crop_fits
 from stereokit.engine.checkpoint import load_checkpoint, load_model_weights
 from stereokit.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from stereokit.engine.trainer import FitResult, LoopSettings, TrainingDiverged, TrainingInterrupted, fit
 from stereokit.errors import StageError, StereokitError
 from stereokit.models import build_stereonet
-from stereokit.runs import (
-    StageRecord,
-    atomic_write_text,
-    finish_stage,
-    init_run,
-    read_stage_record,
-    stage_dir,
-    write_stage_record,
-)
+from stereokit.lineage import clear_for_rerun, live_lock, stage_lock
+from stereokit.runs import StageRecord, atomic_write_text, finish_stage, init_run, stage_dir, write_stage_record
 
 EVAL_BATCH = 1
 
@@ -43,6 +38,7 @@ class TrainResult(BaseModel):
     outputs: list[str]
     world_size: int
     ranks_in_sync: bool
+    moved_aside: list[str] = []
 
 
 def float_settings(cfg: StereokitConfig) -> LoopSettings:
@@ -55,23 +51,20 @@ def float_settings(cfg: StereokitConfig) -> LoopSettings:
     )
 
 
-def prepare_stage_dir(run_dir: Path, stage: str, resume: bool, force: bool, info: DistInfo) -> Path:
-    """Refuse to overwrite a stage without --resume/--force; with --force, clear it (rank 0)."""
+def prepare_stage_dir(run_dir: Path, stage: str, resume: bool, force: bool, info: DistInfo) -> list[str]:
+    """Refuse to overwrite a stage without --resume/--force; with --force, move it and every stage
+    made from it aside into RUN/.stale/ (rank 0). Returns what was moved."""
     out = stage_dir(run_dir, stage)
-    existing = read_stage_record(run_dir, stage) if info.is_main else None
+    moved: list[str] = []
     if resume:
         if not (out / "checkpoint.pt").is_file():
             raise StageError(f"{out}: nothing to resume (no checkpoint.pt); run without --resume.")
-    elif existing is not None or (out.exists() and any(out.iterdir())):
-        if not force:
-            status = existing.status if existing is not None else "partly written"
-            raise StageError(
-                f"{out}: a {stage} stage is already here ({status}); pass --resume to continue it or --force to start over."
-            )
-        if info.is_main:
-            shutil.rmtree(out)
+        if info.is_main and live_lock(run_dir, stage):
+            raise StageError(f"{out}: the {stage} stage is being made by another process right now; wait for it to finish.")
+    elif info.is_main:
+        moved = clear_for_rerun(run_dir, stage, force)
     barrier()
-    return out
+    return moved
 
 
 def resume_state(out: Path, model: torch.nn.Module, cfg: StereokitConfig) -> dict[str, Any]:
@@ -88,7 +81,7 @@ def run_fit_stage(
     stage: str,
     model: torch.nn.Module,
     settings: LoopSettings,
-    batch_size: int,
+    loaders: tuple[DataLoader, DataLoader],
     info: DistInfo,
     device: torch.device,
     resume: bool,
@@ -96,23 +89,26 @@ def run_fit_stage(
     extra_state: dict[str, Any] | None = None,
     on_step: Any = None,
     show_progress: bool = True,
+    moved_aside: list[str] | None = None,
 ) -> TrainResult:
-    """Shared by float and QAT: loaders, resume, fit, metrics.json and the stage record."""
+    """Shared by float and QAT: resume, fit, metrics.json and the stage record."""
     out = stage_dir(run_dir, stage)
-    train_loader = build_dataloader(cfg, "train", train=True, batch_size=batch_size)
-    val_loader = build_dataloader(cfg, "test", train=False, batch_size=EVAL_BATCH)
+    train_loader, val_loader = loaders
+    batch_size = train_loader.batch_size
     state = resume_state(out, model, cfg) if resume else None
     record.details.update({"world_size": info.world_size, "device": str(device), "batch_size_per_process": batch_size,
-                           "train_samples": len(train_loader.dataset), "val_samples": len(val_loader.dataset)})
-    if info.is_main:
-        write_stage_record(run_dir, record)
+                           "train_samples": len(train_loader.dataset), "val_samples": len(val_loader.dataset),
+                           "selection_split": selection_split(cfg, len(val_loader.dataset))})
     extras = {"config_hash": config_hash(cfg), "stage": stage, "model_config": cfg.model.model_dump(), **(extra_state or {})}
     try:
-        result: FitResult = fit(
-            model, train_loader, val_loader, settings, out, info, device, cfg.model.maxdisp,
-            cfg.model.loss_weights, resume=state, extra_state=lambda: extras, on_step=on_step,
-            show_progress=show_progress,
-        )
+        with stage_lock(run_dir, stage) if info.is_main else nullcontext():
+            if info.is_main:
+                write_stage_record(run_dir, record)
+            result: FitResult = fit(
+                model, train_loader, val_loader, settings, out, info, device, cfg.model.maxdisp,
+                cfg.model.loss_weights, resume=state, extra_state=lambda: extras, on_step=on_step,
+                show_progress=show_progress,
+            )
     except TrainingInterrupted:
         if info.is_main:
             record.status = "interrupted"
@@ -132,7 +128,23 @@ def run_fit_stage(
     barrier()
     return TrainResult(run_dir=run_dir, stage=stage, steps=result.steps, epochs=result.epochs, best_epe=result.best_epe,
                        val=result.last_val, outputs=[str(out / n) for n in outputs], world_size=info.world_size,
-                       ranks_in_sync=result.ranks_in_sync)
+                       ranks_in_sync=result.ranks_in_sync, moved_aside=moved_aside or [])
+
+
+def selection_split(cfg: StereokitConfig, count: int) -> str:
+    """What chose best.pt, in words for the stage record (never the test split)."""
+    if cfg.data.val_lmdb is not None:
+        return f"val ({count} pairs of {cfg.data.val_lmdb})"
+    return f"val ({count} training pairs held out, seed {cfg.seed}; not trained on)"
+
+
+def training_loaders(cfg: StereokitConfig, batch_size: int) -> tuple[DataLoader, DataLoader]:
+    """The training loader and the loader that selects best.pt; both are checked (data present,
+    samples at least the crop) before a stage writes anything."""
+    train_loader = build_dataloader(cfg, "train", train=True, batch_size=batch_size)
+    val_loader = build_dataloader(cfg, "val", train=False, batch_size=EVAL_BATCH)
+    check_crop_fits(train_loader.dataset, cfg.data.crop)
+    return train_loader, val_loader
 
 
 def run_train_float(
@@ -140,9 +152,10 @@ def run_train_float(
 ) -> TrainResult:
     info, device = init_distributed(cfg.device)
     try:
-        for split in ("train", "test"):  # a missing dataset is refused before anything is written
-            build_dataset(cfg, split, train=split == "train")
-        prepare_stage_dir(run_dir, "float", resume, force, info)
+        loaders = training_loaders(cfg, cfg.train.float.batch_size)  # bad data is refused before anything is written
+        if resume and (stage_dir(run_dir, "float") / "checkpoint.pt").is_file():
+            resume_state(stage_dir(run_dir, "float"), build_stereonet(cfg.model), cfg)  # a damaged checkpoint, too
+        moved = prepare_stage_dir(run_dir, "float", resume, force, info)
         if info.is_main:
             init_run(run_dir, cfg, reset=force and not resume)
         barrier()
@@ -151,8 +164,8 @@ def run_train_float(
         if info.distributed and cfg.train.float.sync_bn and device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         record = StageRecord(stage="float", config_hash=config_hash(cfg))
-        return run_fit_stage(cfg, run_dir, "float", model, float_settings(cfg), cfg.train.float.batch_size,
-                             info, device, resume, record, show_progress=show_progress)
+        return run_fit_stage(cfg, run_dir, "float", model, float_settings(cfg), loaders,
+                             info, device, resume, record, show_progress=show_progress, moved_aside=moved)
     finally:
         shutdown_distributed()
 

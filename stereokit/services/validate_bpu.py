@@ -17,8 +17,10 @@ from stereokit.engine.evaluate import torch_predictor
 from stereokit.engine.metrics import StereoMetrics
 from stereokit.errors import StereokitError
 from stereokit.progress import progress_bar
-from stereokit.runs import atomic_write_text, require_stage, run_config, stage_dir
-from stereokit.services.stages import load_stage_model, stage_checkpoint
+from stereokit.deploy.hbm import load_hbm
+from stereokit.lineage import require_stage
+from stereokit.runs import atomic_write_text, run_config, sha256_file, stage_dir
+from stereokit.services.stages import load_stage_model, source_checkpoint
 
 
 class ValidateResult(BaseModel):
@@ -31,6 +33,7 @@ class ValidateResult(BaseModel):
     max_abs_diff_px: float
     frac_over_0_5px: float
     int_infer_epe: float
+    reference: str
     passed: bool
     bar: dict[str, float]
 
@@ -42,13 +45,31 @@ def pad_to(x: torch.Tensor, height: int, width: int, name: str) -> torch.Tensor:
     return F.pad(x, (0, width - w, 0, height - h), mode="replicate") if (h, w) != (height, width) else x
 
 
+def reference_checkpoint(run_dir: Path, manifest: dict, name: Path) -> tuple[str, Path]:
+    """The stage and checkpoint the compiled model was exported from (its manifest says which, and
+    its sha256); refused when that checkpoint is gone or changed."""
+    source, sha = manifest.get("source_stage"), manifest.get("source_sha256")
+    if source not in ("float", "calibration", "qat") or not isinstance(sha, str):
+        raise StereokitError(f"{name}: its manifest does not say which checkpoint it was compiled from; re-run 'stereokit compile'.")
+    require_stage(run_dir, source)
+    checkpoint = source_checkpoint(run_dir, source)
+    if not checkpoint.is_file() or sha256_file(checkpoint) != sha:
+        raise StereokitError(f"{name}: it was compiled from a {checkpoint} that is gone or changed since; "
+                             f"run 'stereokit compile {run_dir / source} --force'.")
+    return source, checkpoint
+
+
 def run_validate(path: Path, show_progress: bool = True) -> ValidateResult:
     path = Path(path)
     run_dir = path.parent if path.name == "compile" else path
     require_stage(run_dir, "compile")
     cfg = run_config(run_dir)
-    runtime = open_compiled(stage_dir(run_dir, "compile") / "model.hbm")
-    int_model = load_stage_model(cfg, "int_infer", stage_checkpoint(run_dir, "int_infer"))
+    hbm = stage_dir(run_dir, "compile") / "model.hbm"
+    runtime = open_compiled(hbm)
+    source, checkpoint = reference_checkpoint(run_dir, load_hbm(hbm).manifest, hbm)
+    # The torch twin of what was compiled: the integer model of a quantized stage, or the float model.
+    ref_stage = "float" if source == "float" else "int_infer"
+    int_model = load_stage_model(cfg, ref_stage, checkpoint)
     reference = torch_predictor(int_model, cfg.model.maxdisp)
     loader = build_dataloader(cfg, "test", train=False, batch_size=1)
     compiled_metrics, reference_metrics = StereoMetrics(cfg.model.maxdisp), StereoMetrics(cfg.model.maxdisp)
@@ -73,7 +94,7 @@ def run_validate(path: Path, show_progress: bool = True) -> ValidateResult:
     result = ValidateResult(
         epe=summary["epe"], bad1=summary["bad1"], bad3=summary["bad3"], pixels=summary["pixels"], images=summary["images"],
         mean_abs_diff_px=mean, max_abs_diff_px=float(diff.max()), frac_over_0_5px=frac,
-        int_infer_epe=reference_metrics.summary()["epe"],
+        int_infer_epe=reference_metrics.summary()["epe"], reference=f"{ref_stage} model from {checkpoint.relative_to(run_dir)}",
         passed=mean <= bar["mean_abs_diff_px"] and frac <= bar["frac_over_0_5px"], bar=bar,
     )
     atomic_write_text(stage_dir(run_dir, "compile") / "validate.json", json.dumps(result.model_dump(), indent=2))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stereokit.config import load_config
-from stereokit.data.dataset import SceneFlowFolder, SceneFlowLMDB, build_dataloader
+from stereokit.data.dataset import SceneFlowFolder, SceneFlowLMDB, build_dataloader, build_dataset, validation_indices
 from stereokit.data.pfm import read_pfm
 from stereokit.data.sceneflow import read_split
 from stereokit.errors import DataError
@@ -61,7 +61,9 @@ def test_loader_with_workers_collates_the_recipe_batch(packed: Path) -> None:
     ])
     loader = build_dataloader(cfg, "train", train=True, batch_size=2, num_workers=2)
     batches = list(loader)
-    assert len(batches) == 3  # 6 pairs, drop_last
+    held = validation_indices(6, cfg)
+    assert held == [held[0]]  # 10% of 6 pairs, at least one, is held out to select best.pt
+    assert len(batches) == 2  # the 5 others, drop_last
     batch = batches[0]
     assert set(batch) == {"imgl", "imgr", "disp", "mask", "index"}
     assert batch["imgl"].shape == (2, 3, 32, 64) and batch["imgl"].dtype == torch.float32
@@ -69,7 +71,18 @@ def test_loader_with_workers_collates_the_recipe_batch(packed: Path) -> None:
     assert torch.equal(batch["mask"], (batch["disp"] > 0) & (batch["disp"] < 16))
     assert float(batch["imgl"].abs().max()) <= 1.0
     seen = torch.cat([b["index"] for b in batches]).sort().values
-    assert seen.tolist() == list(range(6))
+    assert set(seen.tolist()) <= set(range(6)) - set(held) and len(seen) == 4
+    val = [int(b["index"]) for b in build_dataloader(cfg, "val", train=False, batch_size=1)]
+    assert val == held
+
+
+def test_the_validation_draw_is_seeded_disjoint_and_bounded(packed: Path) -> None:
+    cfg = load_config(None, [f"data.train_lmdb={packed / 'train_lmdb'}", "data.val_count=3"])
+    assert validation_indices(100, cfg) == validation_indices(100, cfg) and len(validation_indices(100, cfg)) == 3
+    assert validation_indices(100, cfg) != validation_indices(100, cfg.model_copy(update={"seed": 1}))
+    assert len(validation_indices(10_000, load_config(None, []))) == 500
+    with pytest.raises(DataError, match="data.val_count: 6 would hold out all 6 training pairs"):
+        build_dataset(load_config(None, [f"data.train_lmdb={packed / 'train_lmdb'}", "data.val_count=6"]), "train", train=True)
 
 
 def test_missing_or_incomplete_lmdb_is_a_clear_error(tmp_path: Path) -> None:

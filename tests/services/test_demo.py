@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from stereokit.runs import require_stage
+from stereokit.lineage import require_stage
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -10,23 +12,27 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from stereokit.config import load_config
 from stereokit.data.pfm import read_pfm
 from stereokit.data.sceneflow import read_split
+from stereokit.data.dataset import build_dataloader
 from stereokit.deploy.hbm import load_hbm, pack_hbm, unpack_hbm
-from stereokit.errors import StereokitError
-from stereokit.runs import require_stage
-from stereokit.services.calibrate import run_calibrate
+from stereokit.engine.evaluate import evaluate
+from stereokit.errors import StageError, StereokitError
+from stereokit.lineage import require_stage
 from stereokit.services.check import run_check
 from stereokit.services.compile import run_compile
 from stereokit.services.eval import run_eval
 from stereokit.services.export import run_export
 from stereokit.services.infer import run_infer
-from stereokit.services.qat import run_qat
+from stereokit.runs import run_config
+from stereokit.services.stages import load_stage_model
+from stereokit.services.status import run_status
 from stereokit.services.train import run_train_float
 from stereokit.services.validate_bpu import run_validate
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, train_through_qat
 
 STEREOKIT = str(Path(sys.executable).parent / "stereokit")
 DEPLOY = ["deploy.input_height=64", "deploy.input_width=128", "train.calibration.steps=4", "train.calibration.batch_size=4",
@@ -37,9 +43,7 @@ DEPLOY = ["deploy.input_height=64", "deploy.input_width=128", "train.calibration
 def deployed(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("deploy") / "run"
     cfg = load_config(None, tiny_overrides(tiny_data, epochs=4) + DEPLOY)
-    run_train_float(cfg, run, show_progress=False)
-    run_calibrate(run, show_progress=False)
-    run_qat(run, show_progress=False)
+    train_through_qat(cfg, run)
     run_export(run / "float")
     run_compile(run / "qat", measure_runs=1)  # exports the QAT model first
     return run
@@ -139,6 +143,9 @@ def test_infer_any_size_writes_every_output_right_way_up(deployed: Path, tiny_da
             out = tmp_path / f"{name}_{model.name}"
             result = run_infer(model, tmp_path / f"{name}_l.png", tmp_path / f"{name}_r.png", out, 0.54, 1050.0)
             assert result.size == [size[1], size[0]]
+            fixed_shape = model.name != "qat"  # the .hbm and the .onnx have the static 64x128 input
+            expected = ("padded" if name == "small" else "resized") if fixed_shape else "torch"
+            assert expected in result.handling, result.handling
             for key in ("disparity_pfm", "disparity_png16", "disparity_color", "depth_npy", "depth_png", "side_by_side"):
                 assert Path(result.outputs[key]).is_file(), key
             disp = read_pfm(out / "disparity.pfm")
@@ -150,7 +157,6 @@ def test_infer_any_size_writes_every_output_right_way_up(deployed: Path, tiny_da
             assert np.allclose(depth[ok], 1050.0 * 0.54 / disp[ok], rtol=1e-5)
             panel = cv2.imread(str(out / "side_by_side.png"))
             assert np.array_equal(panel[:, : size[0]], cv2.imread(str(tmp_path / f"{name}_l.png")))
-        assert ("padded" in result.handling) == (name == "small") or "torch" in result.handling
 
 
 def test_bad_inputs_to_deployment_commands(deployed: Path, tmp_path: Path) -> None:
@@ -169,9 +175,9 @@ def test_bad_inputs_to_deployment_commands(deployed: Path, tmp_path: Path) -> No
         (["compile", str(deployed / "export_float"), "--strict", "--force"], "fall back to the CPU"),
         (["check", str(deployed / "export_float"), "--strict"], "fall back to the CPU (--strict)"),
         (["check", str(tmp_path)], "no model.onnx here"),
-        (["compile", str(deployed / "qat")], "already here; pass --force"),
-        (["export", str(deployed / "qat")], "already here; pass --force"),
-        (["validate-bpu", str(tmp_path / "nothing" / "compile")], "no compile stage here; run 'stereokit compile' first"),
+        (["compile", str(deployed / "qat")], "a compiled model is already here (finished); pass --force"),
+        (["export", str(deployed / "qat")], "an export is already here (finished); pass --force"),
+        (["validate-bpu", str(tmp_path / "nothing" / "compile")], "no compile stage here; run 'stereokit compile"),
     ]
     before = {str(p): p.read_bytes() for p in sorted(deployed.rglob("*")) if p.is_file()}
     for args, needle in cases:
@@ -181,3 +187,123 @@ def test_bad_inputs_to_deployment_commands(deployed: Path, tmp_path: Path) -> No
         assert "Traceback" not in result.stderr
     after = {str(p): p.read_bytes() for p in sorted(deployed.rglob("*")) if p.is_file()}
     assert after == before
+
+
+def _copy_run(deployed: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(deployed, tmp_path / "run"))
+
+
+def _hashes(root: Path) -> set[str]:
+    """Every artifact's content (run.json, the stage index, is rewritten by design)."""
+    return {hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file() and p.name != "run.json"}
+
+
+def test_a_copied_onnx_checks_identically(deployed: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "elsewhere" / "ir.onnx"
+    copy.parent.mkdir()
+    shutil.copy(deployed / "export" / "model.onnx", copy)
+    inside, outside = run_check(deployed / "export"), run_check(copy)
+    assert [(n.name, n.device, n.rule) for n in inside.nodes] == [(n.name, n.device, n.rule) for n in outside.nodes]
+    assert any("island" in n.rule for n in outside.nodes)
+
+
+def test_an_onnx_or_hbm_without_what_stereokit_writes_is_refused(deployed: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(deployed / "export" / "model.onnx"))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    left = tmp_path / "l.png"
+    cv2.imwrite(str(left), np.zeros((64, 128, 3), np.uint8))
+    with pytest.raises(StereokitError, match="not a stereokit IR"):
+        run_check(bare)
+    with pytest.raises(StereokitError, match="lacks mean, std, rgb_input"):
+        run_infer(bare, left, left, tmp_path / "out")
+    renamed = onnx.load(str(deployed / "export" / "model.onnx"))
+    for node in renamed.graph.node:
+        node.input[:] = ["x" if i == "imgl" else i for i in node.input]
+    renamed.graph.input[0].name = "x"
+    (tmp_path / "renamed.onnx").write_bytes(renamed.SerializeToString())
+    with pytest.raises(StereokitError, match="inputs .* are not stereokit's"):
+        run_infer(tmp_path / "renamed.onnx", left, left, tmp_path / "out")
+    compiled = load_hbm(deployed / "compile" / "model.hbm")
+    manifest = {k: v for k, v in compiled.manifest.items() if k != "maxdisp"}
+    (tmp_path / "nomax.hbm").write_bytes(pack_hbm(manifest, compiled.model))
+    with pytest.raises(StereokitError, match="no valid maxdisp"):
+        run_infer(tmp_path / "nomax.hbm", left, left, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_and_compile_twice_give_the_same_bytes(deployed: Path, tmp_path: Path) -> None:
+    run = _copy_run(deployed, tmp_path)
+    ir, hbm = (run / "export" / "model.onnx").read_bytes(), (run / "compile" / "model.hbm").read_bytes()
+    result = run_export(run / "qat", force=True)
+    assert (run / "export" / "model.onnx").read_bytes() == ir
+    assert sorted(Path(p).name.rsplit("-", 1)[0] for p in result.moved_aside) == ["compile", "export"]
+    run_compile(run / "qat", measure_runs=1)
+    assert (run / "compile" / "model.hbm").read_bytes() == hbm
+    assert "measured_cpu_latency_ms" not in load_hbm(run / "compile" / "model.hbm").manifest
+
+
+def test_validate_bpu_compares_with_the_stage_the_ir_came_from(deployed: Path, tmp_path: Path) -> None:
+    run = _copy_run(deployed, tmp_path)
+    result = run_compile(run / "calibration", force=True, measure_runs=1)
+    assert result.source_stage == "calibration" and result.note and "came from qat/best.pt" in result.note
+    assert require_stage(run, "export").inputs[0].path == "calibration/checkpoint.pt"
+    validated = run_validate(run / "compile", show_progress=False)
+    assert validated.reference == "int_infer model from calibration/checkpoint.pt" and validated.passed
+    cfg = run_config(run)
+    twin = load_stage_model(cfg, "int_infer", run / "calibration" / "checkpoint.pt")
+    loader = build_dataloader(cfg, "test", train=False, batch_size=1)
+    expected = evaluate(twin, loader, cfg.model.maxdisp, torch.device("cpu"), False)
+    assert validated.int_infer_epe == pytest.approx(expected["epe"], rel=1e-6)
+    # the checkpoint it came from changes: validate-bpu refuses instead of comparing with another model
+    with open(run / "calibration" / "checkpoint.pt", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(StageError, match="compile stage is stale: its parent export is stale .*calibration/checkpoint.pt: its sha256"):
+        run_validate(run / "compile", show_progress=False)
+
+
+def test_a_forced_float_moves_every_descendant_aside_and_nothing_uses_them(deployed: Path, tmp_path: Path) -> None:
+    run = _copy_run(deployed, tmp_path)
+    before = _hashes(run)
+    result = run_train_float(run_config(run), run, force=True, show_progress=False)
+    moved = sorted(Path(p).name.rsplit("-", 1)[0] for p in result.moved_aside)
+    assert moved == ["calibration", "compile", "export", "export_float", "float", "qat"]
+    assert before <= _hashes(run)  # nothing deleted: every old file is still somewhere in the run
+    refusals = [
+        lambda: run_eval(run, "qat", show_progress=False),
+        lambda: run_eval(run, "calibration", show_progress=False),
+        lambda: run_export(run / "qat"),
+        lambda: run_compile(run / "export", measure_runs=1),
+        lambda: run_validate(run / "compile", show_progress=False),
+    ]
+    for call in refusals:
+        with pytest.raises(StageError, match=r"no \w+ stage here \(the last one was moved aside to .*\.stale"):
+            call()
+    status = run_status(run)
+    rows = {r.stage: r for r in status.stages}
+    assert rows["float"].state == "finished"
+    assert all(rows[s].state == "missing" and ".stale" in rows[s].why for s in ("calibration", "qat", "export", "compile"))
+    assert status.next_command == f"stereokit calibrate --run-dir {run}"
+
+
+def test_stale_stages_in_place_are_refused_by_every_command(deployed: Path, tmp_path: Path) -> None:
+    run = _copy_run(deployed, tmp_path)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("seed: 0", "seed: 1"))
+    before = {str(p): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    left = tmp_path / "l.png"
+    cv2.imwrite(str(left), np.zeros((64, 128, 3), np.uint8))
+    for args in (["eval", "--stage", "qat", "--run-dir", str(run)], ["export", str(run / "qat"), "--force"],
+                 ["compile", str(run / "export"), "--force"], ["validate-bpu", str(run / "compile")],
+                 ["calibrate", "--run-dir", str(run), "--force"],
+                 ["infer", "--model", str(run / "qat"), "--imgl", str(left), "--imgr", str(left), "--save-path", str(tmp_path / "o")]):
+        result = subprocess.run([STEREOKIT, *args], capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0, args
+        assert "stale: it was made with another config" in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+    assert {str(p): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
+    shown = subprocess.run([STEREOKIT, "status", str(run), "--json"], capture_output=True, text=True, timeout=120)
+    rows = {r["stage"]: r for r in json.loads(shown.stdout)["stages"]}
+    assert all(rows[s]["state"] == "stale" for s in ("float", "calibration", "qat", "export", "compile"))
+    table = subprocess.run([STEREOKIT, "status", str(run)], capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0 and "stale" in table.stdout and "next:" in table.stdout

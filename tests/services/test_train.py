@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +12,22 @@ import pytest
 import torch
 
 from stereokit.config import config_to_yaml, load_config
-from stereokit.data.dataset import SceneFlowLMDB
-from stereokit.engine.checkpoint import load_checkpoint
-from stereokit.engine.trainer import TrainingDiverged
-from stereokit.errors import StereokitError
-from stereokit.runs import read_stage_record, require_stage
+from stereokit.data.dataset import SceneFlowLMDB, build_dataloader, validation_indices
 from stereokit.data.synth import SceneOptions
+from stereokit.engine.checkpoint import load_checkpoint
+from stereokit.engine.evaluate import evaluate
+from stereokit.engine.trainer import TrainingDiverged
+from stereokit.errors import DataError, StereokitError
+from stereokit.lineage import require_stage
+from stereokit.runs import read_stage_record
+from stereokit.services.calibrate import run_calibrate
 from stereokit.services.eval import run_eval
+from stereokit.services.qat import run_qat
 from stereokit.services.pack import run_pack
+from stereokit.services.stages import float_model
 from stereokit.services.synth import run_synth
 from stereokit.services.train import run_train_float
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, wait_for
 
 STEREOKIT = str(Path(sys.executable).parent / "stereokit")
 
@@ -50,14 +54,39 @@ def test_float_training_writes_every_artifact(tiny_data: Path, tmp_path: Path) -
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_eval_matches_the_training_validation_and_writes_pictures(tiny_data: Path, tmp_path: Path) -> None:
+def test_eval_reports_on_the_test_split_and_writes_pictures(tiny_data: Path, tmp_path: Path) -> None:
     cfg = load_config(None, tiny_overrides(tiny_data, epochs=1))
     result = run_train_float(cfg, tmp_path, show_progress=False)
+    assert result.val["images"] == 4  # the held-out validation pairs, not the 3 test pairs
     evaluated = run_eval(tmp_path, "float", checkpoint=tmp_path / "float" / "checkpoint.pt", show_progress=False)
-    assert evaluated.epe == pytest.approx(result.val["epe"], rel=1e-6)
-    assert evaluated.images == 3 and evaluated.pixels == result.val["pixels"]
+    assert evaluated.images == 3 and evaluated.epe != pytest.approx(result.val["epe"], rel=1e-6)
     assert len(evaluated.pictures) == 3 and all(Path(p).is_file() for p in evaluated.pictures)
     assert json.loads((tmp_path / "float" / "eval" / "eval.json").read_text())["epe"] == evaluated.epe
+
+
+def test_best_pt_is_chosen_on_held_out_training_pairs_and_training_never_reads_test(tiny_data: Path, tmp_path: Path) -> None:
+    # the test split does not exist: training, model selection, calibration and QAT run all the same
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=2) + [
+        "data.test_lmdb=/nowhere/test_lmdb", "train.calibration.steps=2", "train.calibration.batch_size=4",
+        "train.qat.batch_size=4", "train.qat.epochs=1"])
+    result = run_train_float(cfg, tmp_path, show_progress=False)
+    record = require_stage(tmp_path, "float")
+    assert record.details["train_samples"] == 16 and record.details["val_samples"] == 4
+    assert record.details["selection_split"].startswith("val (4 training pairs held out")
+    held = validation_indices(20, cfg)
+    val_loader = build_dataloader(cfg, "val", train=False, batch_size=1)
+    train_loader = build_dataloader(cfg, "train", train=True, batch_size=4)
+    assert sorted(int(b["index"]) for b in val_loader) == held
+    assert not set(held) & {int(i) for b in train_loader for i in b["index"]}
+    # best.pt is the checkpoint with the best validation EPE, and that EPE is the one recorded
+    best = evaluate(float_model(cfg, tmp_path / "float" / "best.pt"), val_loader, cfg.model.maxdisp, torch.device("cpu"), False)
+    logged = [json.loads(line)["val"]["epe"] for line in (tmp_path / "float" / "log.jsonl").read_text().splitlines() if '"val"' in line]
+    assert best["epe"] == pytest.approx(result.best_epe, rel=1e-6) and result.best_epe == pytest.approx(min(logged), rel=1e-9)
+    run_calibrate(tmp_path, show_progress=False)
+    qat = run_qat(tmp_path, show_progress=False)
+    assert require_stage(tmp_path, "qat").details["selection_split"].startswith("val (4") and qat.best_epe is not None
+    with pytest.raises(DataError, match="nowhere/test_lmdb"):  # only the reports read it
+        run_eval(tmp_path, "float", show_progress=False)
 
 
 @pytest.mark.slow
@@ -76,11 +105,13 @@ def test_short_training_beats_a_constant_prediction(tmp_path: Path) -> None:
         "train.float.max_steps=320", "train.float.lr=1e-3", "train.float.warmup_epochs=1", "train.float.val_every_epochs=5",
     ])
     result = run_train_float(cfg, tmp_path / "run", show_progress=False)
+    assert result.best_epe is not None  # chosen on the held-out validation pairs
+    tested = run_eval(tmp_path / "run", "float", show_progress=False)
     train = SceneFlowLMDB(cfg.data.train_lmdb)
     constant = float(np.median(np.concatenate([train.raw(i)["disp"].ravel() for i in range(len(train))])))
     test = SceneFlowLMDB(cfg.data.test_lmdb)
     baseline = float(np.mean([np.abs(test.raw(i)["disp"] - constant).mean() for i in range(len(test))]))
-    assert result.best_epe < 0.75 * baseline, (result.best_epe, baseline)
+    assert tested.epe < 0.75 * baseline, (tested.epe, result.best_epe, baseline)
 
 
 def test_resume_after_sigterm_equals_an_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
@@ -92,11 +123,7 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(tiny_data: Path, tmp_p
     proc = subprocess.Popen([STEREOKIT, "train", "--config", str(config_file), "--run-dir", str(run), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = run / "float" / "log.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if log.exists() and sum(1 for line in log.read_text().splitlines() if '"loss"' in line) >= 5:
-            break
-        time.sleep(0.05)
+    wait_for(lambda: log.exists() and log.read_text().count('"loss"') >= 5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -118,7 +145,7 @@ def test_resume_after_sigterm_equals_an_uninterrupted_run(tiny_data: Path, tmp_p
 
 @pytest.mark.slow
 def test_two_process_ddp_through_torchrun(tiny_data: Path, tmp_path: Path) -> None:
-    cfg = load_config(None, tiny_overrides(tiny_data, epochs=2, batch_size=2))
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=2, batch_size=2) + ["data.val_count=3"])
     config_file = tmp_path / "cfg.yaml"
     config_file.write_text(config_to_yaml(cfg))
     run = tmp_path / "ddp"
@@ -128,12 +155,13 @@ def test_two_process_ddp_through_torchrun(tiny_data: Path, tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run / "float" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["ranks_in_sync"] is True
-    assert metrics["steps"] == 8  # 16 pairs over 2 ranks at 2 per rank: 4 steps an epoch
+    assert metrics["steps"] == 8  # 17 pairs over 2 ranks at 2 per rank: 4 steps an epoch
     assert sorted(p.name for p in (run / "float").glob("*.pt")) == ["best.pt", "checkpoint.pt"]
-    # 3 test images over 2 ranks: the sampler pads one; the reduction must count it once
-    single = run_eval(run, "float", checkpoint=run / "float" / "checkpoint.pt", show_progress=False)
-    assert metrics["val"]["images"] == single.images == 3
-    assert metrics["val"]["epe"] == pytest.approx(single.epe, rel=1e-5)
+    # 3 validation pairs over 2 ranks: the sampler pads one; the reduction must count it once
+    val_loader = build_dataloader(cfg, "val", train=False, batch_size=1)
+    single = evaluate(float_model(cfg, run / "float" / "checkpoint.pt"), val_loader, cfg.model.maxdisp, torch.device("cpu"), False)
+    assert metrics["val"]["images"] == single["images"] == 3
+    assert metrics["val"]["epe"] == pytest.approx(single["epe"], rel=1e-5)
 
 
 def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
@@ -162,5 +190,5 @@ def test_bad_inputs(tiny_data: Path, tmp_path: Path) -> None:
         run_train_float(missing, tmp_path / "a", show_progress=False)
     with pytest.raises(StereokitError, match="nothing to resume"):
         run_train_float(load_config(None, tiny_overrides(tiny_data)), tmp_path / "b", resume=True, show_progress=False)
-    with pytest.raises(StereokitError, match="no float stage here; run 'stereokit train --stage float' first"):
+    with pytest.raises(StereokitError, match="no float stage here; run 'stereokit train --stage float --run-dir .*' first"):
         run_eval(tmp_path / "c", "float", show_progress=False)
