@@ -50,7 +50,7 @@ def _key_metric(run_dir: Path, st: StageState) -> tuple[float | None, str | None
     if isinstance(report.get("epe"), (int, float)):
         return float(report["epe"]), "test"
     if st.record is not None and isinstance(st.record.metrics.get("best_epe"), (int, float)):
-        return float(st.record.metrics["best_epe"]), str(st.record.details.get("selection_split", "val"))
+        return float(st.record.metrics["best_epe"]), "val"
     return None, None
 
 
