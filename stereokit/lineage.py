@@ -25,7 +25,6 @@ from stereokit.config import config_hash
 from stereokit.errors import StageError, StereokitError
 from stereokit.runs import (
     SCHEMA_VERSION,
-    STAGES,
     StageRecord,
     atomic_write_text,
     read_manifest,
@@ -247,10 +246,17 @@ def stage_state(run_dir: Path, stage: str) -> StageState:
     return Lineage(run_dir).state(stage)
 
 
-def _source_stage(record: StageRecord | None) -> str:
-    if record is not None and record.inputs:
-        return _stage_of(record.inputs[0].path)
-    return "qat"
+def fix_command(run_dir: Path, st: StageState) -> str | None:
+    """The command that makes `st` usable: resume, re-make (with --force over a stale one), or make."""
+    if st.state in ("finished", "running"):
+        return None
+    if st.state == "interrupted" and st.stage in ("float", "qat"):
+        return remake_command(run_dir, st.stage) + " --resume"
+    remake = st.remake or st.stage
+    source = "qat"
+    if remake in ("export", "compile") and st.record is not None and st.record.inputs:
+        source = _stage_of(st.record.inputs[0].path)
+    return remake_command(run_dir, remake, source) + ("" if st.state == "missing" else " --force")
 
 
 def refusal(run_dir: Path, st: StageState) -> str:
@@ -266,8 +272,7 @@ def refusal(run_dir: Path, st: StageState) -> str:
         resume = " --resume" if st.stage in ("float", "qat") and st.state == "interrupted" else ""
         return f"{where}: the {st.stage} stage is {st.state}, not finished; run '{remake_command(run_dir, st.stage)}{resume}'."
     remake = st.remake or st.stage
-    source = _source_stage(st.record) if remake in ("export", "compile") else "qat"
-    cmd = remake_command(run_dir, remake, source) + " --force"
+    cmd = fix_command(run_dir, st)
     if st.state == "damaged":
         return f"{where}: the {st.stage} stage cannot be used: {st.reason}; run '{cmd}' again."
     return f"{where}: the {st.stage} stage is stale: {st.reason}; run '{cmd}'" + (" first." if remake != st.stage else ".")
@@ -360,5 +365,5 @@ def clear_for_rerun(run_dir: Path, stage: str, force: bool, what: str | None = N
     return move_aside(Path(run_dir), victims, f"{stage} re-made with --force")
 
 
-__all__ = ["ALL_STAGES", "STAGES", "Lineage", "StageState", "check_rerun", "clear_for_rerun", "live_lock", "move_aside", "moved_aside",
+__all__ = ["ALL_STAGES", "Lineage", "fix_command", "StageState", "check_rerun", "clear_for_rerun", "live_lock", "move_aside", "moved_aside",
            "refusal", "remake_command", "require_stage", "stage_lock", "stage_state"]

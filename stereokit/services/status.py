@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from stereokit.errors import StereokitError
-from stereokit.lineage import ALL_STAGES, Lineage, StageState, latest_moved, moved_aside, remake_command
+from stereokit.lineage import ALL_STAGES, Lineage, StageState, fix_command, latest_moved, moved_aside
 from stereokit.runs import stage_dir
 
 # The stages a run needs, in order; export_float is optional (a float ONNX for comparison).
@@ -54,22 +54,6 @@ def _key_metric(run_dir: Path, st: StageState) -> tuple[float | None, str | None
     return None, None
 
 
-def _command(run_dir: Path, st: StageState) -> str | None:
-    if st.state == "finished":
-        return None
-    if st.state == "running":
-        return None
-    if st.state == "interrupted" and st.stage in ("float", "qat"):
-        return remake_command(run_dir, st.stage) + " --resume"
-    remake = st.remake or st.stage
-    source = "qat"
-    if remake in ("export", "compile") and st.record is not None and st.record.inputs:
-        source = Path(st.record.inputs[0].path).parts[0]
-        source = source if source in ("qat", "calibration", "float") else "qat"
-    force = "" if st.state == "missing" else " --force"
-    return remake_command(run_dir, remake, source) + force
-
-
 def run_status(run_dir: Path) -> StatusResult:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -88,7 +72,7 @@ def run_status(run_dir: Path) -> StatusResult:
         epe, split = _key_metric(run_dir, st)
         size = sum(a.bytes for a in st.record.outputs) if st.record is not None else 0
         rows.append(StageRow(stage=stage, state=st.state, why=why, epe=epe, epe_split=split, bytes=size,
-                             finished=st.record.finished if st.record is not None else None, command=_command(run_dir, st)))
+                             finished=st.record.finished if st.record is not None else None, command=fix_command(run_dir, st)))
     pending = [r for r in rows if r.stage in FLOW and r.state != "finished"]
     next_command = pending[0].command if pending else f"stereokit validate-bpu {run_dir / 'compile'}"
     return StatusResult(run_dir=run_dir, stages=rows, moved_aside=moved_aside(run_dir), next_command=next_command)
