@@ -128,20 +128,24 @@ def synth(
     maxdisp: float = typer.Option(64, "--maxdisp", help="Largest disparity in the scenes (pixels)."),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(1, "--workers", help="Processes writing pairs in parallel."),
-    min_objects: int = typer.Option(4, "--min-objects", help="Fewest foreground objects per scene."),
-    max_objects: int = typer.Option(10, "--max-objects", help="Most foreground objects per scene."),
+    min_objects: Optional[int] = typer.Option(None, "--min-objects", help="Fewest foreground objects per scene (default 10)."),
+    max_objects: Optional[int] = typer.Option(None, "--max-objects", help="Most foreground objects per scene (default 30)."),
+    scene: list[str] = typer.Option([], "--scene", help="A scene option as name=value, repeatable (see docs/data.md), e.g. noise=0 or foreground=[0.2,0.9]."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
 ) -> None:
     """Generate FlyingThings-like stereo pairs with exact disparity, in SceneFlow's layout.
 
-    Example: stereokit synth --out data/synth --num-train 200 --num-test 40 --workers 2
+    Example: stereokit synth --out data/synth --num-train 200 --num-test 40 --workers 2 --scene blur=0
     """
+    from stereokit.data.synth import SceneOptions
     from stereokit.services.synth import run_synth
 
-    from stereokit.data.synth import SceneOptions
-
-    r = run_synth(out, num_train, num_test, height, width, maxdisp, seed, workers, force,
-                  options=SceneOptions(min_objects, max_objects))
+    counts = [f"min_objects={min_objects}"] * (min_objects is not None) + [f"max_objects={max_objects}"] * (max_objects is not None)
+    try:
+        options = SceneOptions.parse(counts + list(scene))
+    except ValueError as exc:
+        raise StereokitError(str(exc)) from None
+    r = run_synth(out, num_train, num_test, height, width, maxdisp, seed, workers, force, options=options)
     console.print(f"wrote {r.num_train} train and {r.num_test} test pairs ({r.width}x{r.height}, maxdisp {r.maxdisp:g}) to {r.out}")
 
 
@@ -478,6 +482,7 @@ def validate_bpu(
     path: Path = typer.Argument(..., help="RUN/compile."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider: auto (TensorRT/CUDA where a GPU is visible, else CPU), cpu, cuda or tensorrt."),
 ) -> None:
     """Run the compiled model over the test split (ONNX Runtime stands in for the board): EPE and
     agreement with the torch fixed-point model. Exits 1 when agreement is below deploy.max_*.
@@ -486,13 +491,13 @@ def validate_bpu(
     """
     from stereokit.services.validate_bpu import run_validate
 
-    r = run_validate(path, show_progress=not (quiet or as_json))
+    r = run_validate(path, show_progress=not (quiet or as_json), provider=provider)
     if as_json:
-        _echo_json({k: getattr(r, k) for k in ("epe", "bad1", "bad3", "pixels", "mean_abs_diff_px", "max_abs_diff_px", "frac_over_0_5px")})
+        _echo_json({k: getattr(r, k) for k in ("epe", "bad1", "bad3", "pixels", "mean_abs_diff_px", "max_abs_diff_px", "frac_over_0_5px", "provider")})
     else:
         console.print(_metrics_table(f"compiled model on the test split ({r.images} images)", {"compiled": r.model_dump()}))
         console.print(f"agreement with int_infer (EPE {r.int_infer_epe:.4f}): mean |diff| {r.mean_abs_diff_px:.4f} px, "
-                      f"max {r.max_abs_diff_px:.3f} px, {r.frac_over_0_5px:.3%} of pixels over 0.5 px")
+                      f"max {r.max_abs_diff_px:.3f} px, {r.frac_over_0_5px:.3%} of pixels over 0.5 px; ran on {r.provider}")
     if not r.passed:
         raise StereokitError(f"{path}: the compiled model disagrees with int_infer beyond the bar {r.bar}.", exit_code=1)
 
@@ -508,6 +513,7 @@ def infer(
     save_path: Path = typer.Option(Path("infer_out"), "--save-path", help="Folder for the outputs."),
     model_inputs: Optional[str] = typer.Option(None, "--model-inputs", help="imgl:L,imgr:R,baseline:B,f:F (the reference tool's form)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider: auto (TensorRT/CUDA where a GPU is visible, else CPU), cpu, cuda or tensorrt."),
 ) -> None:
     """Disparity (PFM, 16-bit PNG x256, colour) and depth = f * baseline / disparity for one stereo pair.
 
@@ -522,12 +528,12 @@ def infer(
     focal = focal if focal is not None else (float(extra["f"]) if "f" in extra else None)
     if model is None or imgl is None or imgr is None:
         raise StereokitError("--model, --imgl and --imgr are required (or imgl/imgr in --model-inputs).")
-    r = run_infer(model, imgl, imgr, save_path, baseline, focal)
+    r = run_infer(model, imgl, imgr, save_path, baseline, focal, provider)
     if as_json:
         _echo_json(r.model_dump())
         return
     depth = f", median depth {r.depth_median_m:.2f} m" if r.depth_median_m is not None else ""
-    console.print(f"disparity {r.disparity_min:.2f}..{r.disparity_max:.2f} px{depth}; {r.handling}")
+    console.print(f"disparity {r.disparity_min:.2f}..{r.disparity_max:.2f} px{depth}; {r.handling}; ran on {r.provider}")
     for name, where in r.outputs.items():
         console.print(f"  {name}: {where}")
 
@@ -536,14 +542,14 @@ def infer(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the data, the run and the report go."),
-    minutes: float = typer.Option(10.0, "--minutes", help="Rough budget for the two training stages together."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Scale the fixed schedule (about 12 minutes on 2 CPU cores) to roughly this long; the summary records the factor."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Start over instead of skipping finished stages."),
 ) -> None:
     """The whole flow on generated data: synth, pack, calops, train, calibrate, qat, eval, export,
     check, compile, validate-bpu, infer; one table at the end, report.html and summary.json.
 
-    Example: stereokit demo --out runs/demo --minutes 10
+    Example: stereokit demo --out runs/demo
     """
     from stereokit.services.demo import run_demo
 

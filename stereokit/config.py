@@ -29,6 +29,10 @@ class ModelConfig(_Section):
         [32, 32, 64, 128, 128, 16],
         description="neck: stem, 1/4, 1/8, 1/16, 1/16 stages, then the concat feature",
     )
+    neck_blocks: list[int] = Field(
+        [3, 16, 3, 3], description="residual blocks in the neck's 1/4, 1/8, 1/16 and second 1/16 stages (the reference's)"
+    )
+    cost_scale: Literal[8, 16] = Field(16, description="resolution of the cost volume: 1/16 (the reference) or 1/8 (D doubles)")
     groups: int = Field(32, gt=0, description="group-wise correlation groups")
     agg_channels: int = Field(32, gt=0, description="3D aggregation width")
     agg_blocks: int = Field(4, ge=0, description="32->32 3D convs between the first and last")
@@ -44,10 +48,19 @@ class ModelConfig(_Section):
             raise ValueError("needs six positive channel counts (stem, 4 stages, concat feature)")
         return v
 
+    @field_validator("neck_blocks")
+    @classmethod
+    def _four_stages(cls, v: list[int]) -> list[int]:
+        if len(v) != 4 or any(n <= 0 for n in v):
+            raise ValueError("needs four positive block counts (1/4, 1/8, 1/16, 1/16 stages)")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> "ModelConfig":
-        if self.maxdisp % 16:
-            raise ValueError(f"maxdisp {self.maxdisp} must be a multiple of 16 (the cost volume is at 1/16)")
+        if self.maxdisp % self.cost_scale:
+            raise ValueError(f"maxdisp {self.maxdisp} must be a multiple of {self.cost_scale} (the cost volume is at 1/{self.cost_scale})")
+        if self.cost_scale == 8 and self.refine_levels > 3:
+            raise ValueError("refine_levels is at most 3 with the cost volume at 1/8 (refinements at 1/4, 1/2, 1/1)")
         matching = self.out_channels[3] + self.out_channels[4]
         if matching % self.groups:
             raise ValueError(f"groups {self.groups} must divide the matching feature's {matching} channels")
@@ -57,7 +70,7 @@ class ModelConfig(_Section):
 
     @property
     def num_disparities(self) -> int:
-        return self.maxdisp // 16
+        return self.maxdisp // self.cost_scale
 
 
 class DataConfig(_Section):

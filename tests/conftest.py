@@ -9,6 +9,7 @@ from stereokit.config import StereokitConfig, load_config
 SMALL_OVERRIDES = [
     "model.maxdisp=64",
     "model.out_channels=[8, 8, 16, 16, 16, 8]",
+    "model.neck_blocks=[1, 1, 1, 1]",
     "model.groups=8",
     "model.agg_channels=8",
     "model.agg_blocks=1",

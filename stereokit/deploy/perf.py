@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from stereokit.deploy.checker import IGNORED, QDQ, CheckReport
 from stereokit.deploy.graph import CONV_OPS, Graph, conv_weight_input
+from stereokit.deploy.providers import make_session
 from stereokit.deploy.target import TargetProfile
 
 
@@ -75,10 +75,9 @@ def summary(rows: list[LayerCost], target: TargetProfile) -> dict[str, float | i
 
 
 def measure_latency_ms(model: bytes, height: int, width: int, runs: int = 5, warmup: int = 1) -> float:
-    """Median wall time of one inference with ONNX Runtime on this machine's CPU."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    """Median wall time of one inference with ONNX Runtime on this machine's CPU (the CPU always, so
+    numbers from different machines' compiles compare; validate-bpu and infer use the GPU where present)."""
+    session = make_session(model, "cpu")
     rng = np.random.default_rng(0)
     feed = {i.name: rng.standard_normal((1, 3, height, width)).astype(np.float32) for i in session.get_inputs()}
     for _ in range(warmup):

@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from stereokit.deploy.hbm import load_hbm
 from stereokit.deploy.onnx_export import INPUTS, OUTPUT
+from stereokit.deploy.providers import make_session, short_name
 from stereokit.errors import StereokitError
 
 
@@ -22,16 +23,21 @@ class Runtime:
     maxdisp: float
     source: str
 
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the model (cpu, cuda, tensorrt)."""
+        return short_name(self.session.get_providers()[0])
+
     def __call__(self, imgl: np.ndarray, imgr: np.ndarray) -> np.ndarray:
         """[1,3,H,W] float32 normalised inputs at the model's shape -> [1,1,H,W] disparity (px)."""
         return self.session.run(None, {"imgl": imgl.astype(np.float32), "imgr": imgr.astype(np.float32)})[0]
 
 
-def _session(model: bytes | str, name: str) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+def _session(model: bytes | str, name: str, provider: str) -> ort.InferenceSession:
     try:
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        session = make_session(model, provider)
+    except StereokitError:
+        raise
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
         raise StereokitError(f"{name}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:160]}).") from None
     inputs = [i.name for i in session.get_inputs()]
@@ -60,16 +66,16 @@ def _maxdisp(value: object, name: str) -> float:
     return maxdisp
 
 
-def open_compiled(path: Path) -> Runtime:
+def open_compiled(path: Path, provider: str = "auto") -> Runtime:
     compiled = load_hbm(path)
     maxdisp = _maxdisp(compiled.manifest.get("maxdisp"), str(path))
-    session = _session(compiled.model, str(path))
+    session = _session(compiled.model, str(path), provider)
     h, w = _static_shape(session, str(path))
     return Runtime(session, h, w, maxdisp, "hbm")
 
 
-def open_onnx(path: Path, maxdisp: object) -> Runtime:
+def open_onnx(path: Path, maxdisp: object, provider: str = "auto") -> Runtime:
     maxdisp = _maxdisp(maxdisp, str(path))
-    session = _session(str(path), str(path))
+    session = _session(str(path), str(path), provider)
     h, w = _static_shape(session, str(path))
     return Runtime(session, h, w, maxdisp, "onnx")

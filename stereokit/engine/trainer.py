@@ -248,7 +248,7 @@ def fit(
             ):
                 sync_buffers(model)
                 last_val = evaluate(model, val_loader, maxdisp, device, show_progress=False)
-                log({"step": step, "epoch": finished_epochs - 1, "val": last_val})
+                log({"step": step, "epoch": finished_epochs - 1, "val": last_val, "elapsed_s": round(time.perf_counter() - t0, 3)})
                 if best_epe is None or last_val["epe"] < best_epe:
                     best_epe = last_val["epe"]
                     save(out_dir / "best.pt")

@@ -18,17 +18,23 @@ from stereokit.config import ModelConfig
 from stereokit.models.blocks import Requantized, ResBlock, conv_bn
 
 
-class StereoNetNeck(nn.Module):
-    """Shared feature extractor: 3-conv stem (1/2), residual stages to 1/4, 1/8, 1/16, 1/16."""
+def res_stage(cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
+    """`blocks` residual blocks; the first changes resolution and width."""
+    return nn.Sequential(ResBlock(cin, cout, stride=stride), *[ResBlock(cout, cout) for _ in range(blocks - 1)])
 
-    def __init__(self, channels: list[int]) -> None:
+
+class StereoNetNeck(nn.Module):
+    """Shared feature extractor: 3-conv stem (1/2), residual stages to 1/4, 1/8, 1/16, 1/16
+    (the last two at 1/8 when the cost volume is at 1/8)."""
+
+    def __init__(self, channels: list[int], blocks: list[int], cost_scale: int = 16) -> None:
         super().__init__()
         c0, c1, c2, c3, c4, c5 = channels
         self.stem = nn.Sequential(conv_bn(3, c0, 3, 2), conv_bn(c0, c0), conv_bn(c0, c0))
-        self.stage1 = ResBlock(c0, c1, stride=2)
-        self.stage2 = ResBlock(c1, c2, stride=2)
-        self.stage3 = ResBlock(c2, c3, stride=2)
-        self.stage4 = ResBlock(c3, c4, stride=1)
+        self.stage1 = res_stage(c0, c1, blocks[0], stride=2)
+        self.stage2 = res_stage(c1, c2, blocks[1], stride=2)
+        self.stage3 = res_stage(c2, c3, blocks[2], stride=2 if cost_scale == 16 else 1)
+        self.stage4 = res_stage(c3, c4, blocks[3], stride=1)
         self.cat = FloatFunctional()
         # A last linear (BN, no ReLU) projection, as PSMNet/GwcNet end their feature extractors:
         # signed features make the correlation discriminative from the first steps.
@@ -58,7 +64,7 @@ def shift_right_view(x: Tensor, d: int, cat: Callable[..., Tensor] = torch.cat) 
 
 
 class CostVolume(nn.Module):
-    """Group-wise correlation plus concatenated features over D disparities at 1/16.
+    """Group-wise correlation plus concatenated features over D disparities at 1/cost_scale.
 
     Group-wise correlation <f_l, f_r>_g / (C/G) is an element-wise product followed by a fixed,
     grouped 1x1 convolution with weights 1/(C/G), so it runs as an integer conv once quantized.
@@ -143,6 +149,7 @@ class StereoNetHead(nn.Module):
         self.aggregation = Aggregation(cfg.groups + 2 * c[5], cfg.agg_channels, cfg.agg_blocks)
         self.soft_argmin = SoftArgmin(cfg.num_disparities)
         self.pool = Requantized(nn.AvgPool2d(2, 2))
+        self.pyramid_levels = 3 if cfg.cost_scale == 16 else 2
         self.refine = nn.ModuleList(
             [RefineLevel(cfg.refine_channels, cfg.refine_dilations) for _ in range(cfg.refine_levels)]
         )
@@ -150,9 +157,10 @@ class StereoNetHead(nn.Module):
     def forward(self, left: Tensor, feats_l: tuple[Tensor, Tensor], feats_r: tuple[Tensor, Tensor]) -> list[Tensor]:
         volume = self.cost_volume(feats_l[0], feats_r[0], feats_l[1], feats_r[1])
         disp = self.soft_argmin(self.aggregation(volume))
-        # Left image at 1/8, 1/4, 1/2, 1/1: level i refines at 1/2^(3-i), so fewer levels stop coarser.
+        # Left image at 1/8 (cost at 1/16 only), 1/4, 1/2, 1/1: the first level refines one octave
+        # above the cost volume, and fewer levels stop coarser.
         pyramid = [left]
-        for _ in range(3):
+        for _ in range(self.pyramid_levels):
             pyramid.append(self.pool(pyramid[-1]))
         outputs = [disp]
         for level, image in zip(self.refine, reversed(pyramid)):
@@ -168,7 +176,7 @@ class StereoNet(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.neck = StereoNetNeck(cfg.out_channels)
+        self.neck = StereoNetNeck(cfg.out_channels, cfg.neck_blocks, cfg.cost_scale)
         self.cat_views = FloatFunctional()
         self.head = StereoNetHead(cfg)
 

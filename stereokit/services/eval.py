@@ -18,6 +18,7 @@ from stereokit.engine.evaluate import evaluate
 from stereokit.engine.plots import write_panel
 from stereokit.errors import StereokitError
 from stereokit.runs import atomic_write_text, read_stage_record, run_config, stage_dir
+from stereokit.models.inference import prepare_for_inference
 from stereokit.services.stages import EVAL_STAGES, SOURCE, load_stage_model, stage_checkpoint
 
 NUM_PICTURES = 4
@@ -60,10 +61,9 @@ def run_eval(run_dir: Path, stage: str = "float", checkpoint: Path | None = None
     if checkpoint is None:
         checkpoint = stage_checkpoint(run_dir, stage)
     cfg = run_config(run_dir)
-    model = load_stage_model(cfg, stage, Path(checkpoint))
     # PyTorch's integer kernels run on the CPU only.
     device = torch.device("cpu") if stage == "int_infer" else resolve_device(cfg.device)
-    model.to(device)
+    model = prepare_for_inference(load_stage_model(cfg, stage, Path(checkpoint)), device)
     out_dir = stage_dir(run_dir, stage) / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     loader = build_dataloader(cfg, "test", train=False, batch_size=1)

@@ -26,6 +26,7 @@ from stereokit.engine.plots import colorize
 from stereokit.errors import StereokitError
 from stereokit.paths import folder_to_write
 from stereokit.runs import atomic_write_bytes, atomic_write_text, run_config
+from stereokit.models.inference import prepare_for_inference
 from stereokit.services.stages import SOURCE, load_stage_model, stage_checkpoint
 
 
@@ -33,6 +34,7 @@ class InferResult(BaseModel):
     model: str
     size: list[int]
     handling: str
+    provider: str
     disparity_min: float
     disparity_max: float
     depth_median_m: float | None
@@ -92,36 +94,37 @@ def _fixed_shape_predict(runtime: Runtime, left: torch.Tensor, right: torch.Tens
     return disp, f"resized {w}x{h} to the model's {runtime.width}x{runtime.height}; disparity scaled by {scale:.4f}"
 
 
-def predict_pair(model_path: Path, left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str, float]:
-    """-> (disparity in pixels HxW, how the size was handled, maxdisp)."""
+def predict_pair(model_path: Path, left_bgr: np.ndarray, right_bgr: np.ndarray,
+                 provider: str = "auto") -> tuple[np.ndarray, str, float, str]:
+    """-> (disparity in pixels HxW, how the size was handled, maxdisp, what ran it)."""
     model_path = Path(model_path)
     if model_path.suffix in (".hbm", ".onnx") and not model_path.is_file():
         raise StereokitError(f"{model_path}: model not found" + (" (it is a directory)." if model_path.is_dir() else "."))
     if model_path.suffix == ".hbm":
         preprocessing = load_hbm(model_path).manifest.get("preprocessing")
         norm = _normalisation(preprocessing if isinstance(preprocessing, dict) else {}, model_path)
-        runtime = open_compiled(model_path)
+        runtime = open_compiled(model_path, provider)
     elif model_path.suffix == ".onnx":
         try:
             meta = read_metadata(model_path)
         except Exception:  # noqa: BLE001 - protobuf raises several types on damaged input
             raise StereokitError(f"{model_path}: not a readable ONNX model.") from None
         norm = _normalisation(meta, model_path)
-        runtime = open_onnx(model_path, meta.get("maxdisp"))
+        runtime = open_onnx(model_path, meta.get("maxdisp"), provider)
     elif model_path.is_dir() and model_path.name in SOURCE and (model_path.parent / "config.yaml").is_file():
         cfg = run_config(model_path.parent)
         stage = model_path.name
         checkpoint = stage_checkpoint(model_path.parent, stage)
-        model = load_stage_model(cfg, stage, checkpoint).eval()
+        model = prepare_for_inference(load_stage_model(cfg, stage, checkpoint))
         left, right = preprocess_image(left_bgr, cfg.data), preprocess_image(right_bgr, cfg.data)
         with torch.no_grad():
             disp = torch_predictor(model, cfg.model.maxdisp)(left, right)[0, 0].numpy()
-        return disp, f"any size: padded to a multiple of 32 and cropped back ({stage} model, torch)", float(cfg.model.maxdisp)
+        return disp, f"any size: padded to a multiple of 32 and cropped back ({stage} model, torch)", float(cfg.model.maxdisp), "torch"
     else:
         raise StereokitError(f"{model_path}: not a .hbm, an .onnx, or a run's float/calibration/qat directory.")
     left, right = preprocess_image(left_bgr, norm), preprocess_image(right_bgr, norm)
     disp, handling = _fixed_shape_predict(runtime, left, right)
-    return disp, handling, runtime.maxdisp
+    return disp, handling, runtime.maxdisp, runtime.provider
 
 
 def depth_from_disparity(disp: np.ndarray, baseline: float, focal: float) -> np.ndarray:
@@ -160,7 +163,7 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def run_infer(model: Path, imgl: Path, imgr: Path, save_path: Path, baseline: float | None = None,
-              focal: float | None = None) -> InferResult:
+              focal: float | None = None, provider: str = "auto") -> InferResult:
     if (baseline is None) != (focal is None):
         missing = "--f" if focal is None else "--baseline"
         raise StereokitError(f"{missing}: depth needs both --baseline (m) and --f (px); give both or neither.")
@@ -171,7 +174,7 @@ def run_infer(model: Path, imgl: Path, imgr: Path, save_path: Path, baseline: fl
     left, right = read_image(imgl), read_image(imgr)
     if left.shape != right.shape:
         raise StereokitError(f"{imgr}: {right.shape[1]}x{right.shape[0]} differs from the left image's {left.shape[1]}x{left.shape[0]}.")
-    disp, handling, maxdisp = predict_pair(model, left, right)
+    disp, handling, maxdisp, ran_on = predict_pair(model, left, right, provider)
     out.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, str] = {}
     atomic_write_bytes(out / "disparity.pfm", encode_pfm(disp))
@@ -196,7 +199,7 @@ def run_infer(model: Path, imgl: Path, imgr: Path, save_path: Path, baseline: fl
         panels.append(colorize(np.where(depth > 0, vmax - np.minimum(depth, vmax), np.nan), vmax))
     atomic_write_bytes(out / "side_by_side.png", _png(np.concatenate(panels, axis=1)))
     outputs["side_by_side"] = str(out / "side_by_side.png")
-    result = InferResult(model=str(model), size=[left.shape[0], left.shape[1]], handling=handling,
+    result = InferResult(model=str(model), size=[left.shape[0], left.shape[1]], handling=handling, provider=ran_on,
                          disparity_min=float(disp.min()), disparity_max=float(disp.max()),
                          depth_median_m=depth_median, outputs=outputs)
     atomic_write_text(out / "infer.json", json.dumps(result.model_dump(), indent=2))

@@ -34,6 +34,7 @@ class ValidateResult(BaseModel):
     frac_over_0_5px: float
     int_infer_epe: float
     reference: str
+    provider: str
     passed: bool
     bar: dict[str, float]
 
@@ -59,13 +60,13 @@ def reference_checkpoint(run_dir: Path, manifest: dict, name: Path) -> tuple[str
     return source, checkpoint
 
 
-def run_validate(path: Path, show_progress: bool = True) -> ValidateResult:
+def run_validate(path: Path, show_progress: bool = True, provider: str = "auto") -> ValidateResult:
     path = Path(path)
     run_dir = path.parent if path.name == "compile" else path
     require_stage(run_dir, "compile")
     cfg = run_config(run_dir)
     hbm = stage_dir(run_dir, "compile") / "model.hbm"
-    runtime = open_compiled(hbm)
+    runtime = open_compiled(hbm, provider)
     source, checkpoint = reference_checkpoint(run_dir, load_hbm(hbm).manifest, hbm)
     # The torch twin of what was compiled: the integer model of a quantized stage, or the float model.
     ref_stage = "float" if source == "float" else "int_infer"
@@ -95,6 +96,7 @@ def run_validate(path: Path, show_progress: bool = True) -> ValidateResult:
         epe=summary["epe"], bad1=summary["bad1"], bad3=summary["bad3"], pixels=summary["pixels"], images=summary["images"],
         mean_abs_diff_px=mean, max_abs_diff_px=float(diff.max()), frac_over_0_5px=frac,
         int_infer_epe=reference_metrics.summary()["epe"], reference=f"{ref_stage} model from {checkpoint.relative_to(run_dir)}",
+        provider=runtime.provider,
         passed=mean <= bar["mean_abs_diff_px"] and frac <= bar["frac_over_0_5px"], bar=bar,
     )
     atomic_write_text(stage_dir(run_dir, "compile") / "validate.json", json.dumps(result.model_dump(), indent=2))

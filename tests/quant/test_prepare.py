@@ -102,5 +102,5 @@ def test_activation_quantizers_cover_the_cost_volume_and_soft_argmin(small_cfg: 
     _, model, _ = _calibrated(small_cfg)
     names = {n for n, _ in activation_fake_quants(model)}
     for needle in ("head.cost_volume.mul", "head.cost_volume.cat_volume", "head.soft_argmin.inner.softmax",
-                   "head.soft_argmin.inner.regression", "head.soft_argmin.requant", "head.refine.3.add", "neck.stage1.add", "quant"):
+                   "head.soft_argmin.inner.regression", "head.soft_argmin.requant", "head.refine.3.add", "neck.stage1.0.add", "quant"):
         assert any(needle in n for n in names), needle

@@ -14,7 +14,7 @@ def test_demo_runs_every_stage_and_reports_consistent_numbers(tmp_path: Path) ->
 
     said: list[str] = []
     out = tmp_path / "demo"
-    result = run_demo(out, minutes=0.3, device="cpu", num_train=16, num_test=3, say=said.append)
+    result = run_demo(out, minutes=0.3, device="cpu", num_train=24, num_test=3, say=said.append)
     run = out / "run"
     for stage in ("float", "calibration", "qat", "export", "compile"):
         assert require_stage(run, stage).status == "finished"
@@ -34,6 +34,6 @@ def test_demo_runs_every_stage_and_reports_consistent_numbers(tmp_path: Path) ->
     assert any("train float" in line for line in said)
 
     said.clear()
-    again = run_demo(out, minutes=0.3, device="cpu", num_train=16, num_test=3, say=said.append)
+    again = run_demo(out, minutes=0.3, device="cpu", num_train=24, num_test=3, say=said.append)
     assert any("train float: already done, skipped" in line for line in said)
     assert again.stages["float"] == result.stages["float"]

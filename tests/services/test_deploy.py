@@ -127,6 +127,8 @@ def test_validate_bpu_agrees_with_int_infer(deployed: Path) -> None:
     result = run_validate(deployed / "compile", show_progress=False)
     int_infer = run_eval(deployed, "int_infer", show_progress=False)
     assert result.passed and result.images == 3
+    assert result.provider == "cpu"  # no GPU here: auto falls back to the CPU provider, and says so
+    assert json.loads((deployed / "compile" / "validate.json").read_text())["provider"] == "cpu"
     assert abs(result.epe - int_infer.epe) <= 0.02 * int_infer.epe
     assert result.int_infer_epe == pytest.approx(int_infer.epe, rel=1e-6)
     assert result.mean_abs_diff_px < 0.1
@@ -178,6 +180,9 @@ def test_bad_inputs_to_deployment_commands(deployed: Path, tmp_path: Path) -> No
         (["compile", str(deployed / "qat")], "a compiled model is already here (finished); pass --force"),
         (["export", str(deployed / "qat")], "an export is already here (finished); pass --force"),
         (["validate-bpu", str(tmp_path / "nothing" / "compile")], "no compile stage here; run 'stereokit compile"),
+        (["validate-bpu", str(deployed / "compile"), "--provider", "tensorrt"], "'tensorrt' is not installed in this ONNX Runtime; installed: "),
+        (["infer", "--model", str(hbm), "--imgl", str(left), "--imgr", str(left), "--provider", "bogus", "--save-path", str(tmp_path / "o")],
+         "'bogus' is not installed"),
     ]
     before = {str(p): p.read_bytes() for p in sorted(deployed.rglob("*")) if p.is_file()}
     for args, needle in cases:

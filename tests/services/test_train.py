@@ -94,7 +94,7 @@ def test_short_training_beats_a_constant_prediction(tmp_path: Path) -> None:
     """A few hundred CPU steps on generated scenes (textured slanted planes over the whole range)."""
     data = tmp_path / "data"
     run_synth(data / "SceneFlow", 64, 8, 128, 256, 48, seed=3, workers=2, show_progress=False,
-              options=SceneOptions(0, 0, (0.05, 0.9)))
+              options=SceneOptions(min_objects=0, max_objects=0, background=(0.05, 0.9)))
     for split in ("train", "test"):
         run_pack(data / "SceneFlow", split, data / "lmdb", show_progress=False)
     cfg = load_config(None, [
