@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from stereokit.allocator import keep_large_blocks
 from stereokit.config import load_config
 from stereokit.deploy.compiler import lower_to_integer, op_counts
 from stereokit.deploy.onnx_export import export_onnx
@@ -41,6 +42,7 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
 
 
 def main() -> None:
+    kept = keep_large_blocks()  # as every stereokit command does (STEREOKIT_MALLOC=system to compare)
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--height", type=int, default=544)
@@ -76,7 +78,8 @@ def main() -> None:
     int_ms = measure_latency_ms(compiled, args.height, args.width, runs=args.runs)
     counts = op_counts(compiled)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
-          f"{'demo-sized' if args.demo else 'recipe'} model at {args.width}x{args.height}, median of {args.runs}")
+          f"{'demo-sized' if args.demo else 'recipe'} model at {args.width}x{args.height}, median of {args.runs}; "
+          f"allocator keeps large blocks: {kept}")
     print("| model | latency (ms) | vs torch float |")
     print("|---|---|---|")
     for name, ms in (("torch float eager", torch_ms), ("torch float, inference path", prepared_ms), ("ONNX Runtime float", onnx_ms),
