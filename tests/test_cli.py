@@ -39,6 +39,17 @@ def test_calops_json_is_consistent() -> None:
     assert data["params"] == sum(m["params"] for m in data["modules"])
 
 
+def test_calops_default_is_the_reference_network() -> None:
+    """The default config is the reference: neck blocks 3/16/3/3, about 3.9 M parameters at 544x960."""
+    result = stereokit("calops", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["input"] == [544, 960]
+    assert 3_000_000 < data["params"] < 4_500_000
+    blocks = stereokit("config", "show")
+    assert "neck_blocks:\n  - 3\n  - 16\n  - 3\n  - 3" in blocks.stdout.replace("\r", "")
+
+
 def test_config_show_prints_the_resolved_yaml(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  maxdisp: 96\n")

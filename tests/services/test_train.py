@@ -114,6 +114,17 @@ def test_short_training_beats_a_constant_prediction(tmp_path: Path) -> None:
     assert tested.epe < 0.75 * baseline, (tested.epe, result.best_epe, baseline)
 
 
+def test_the_same_config_trains_to_the_same_numbers(tiny_data: Path, tmp_path: Path) -> None:
+    """Seeded data order, crops and initialisation: what makes the demo's fixed schedule reproducible."""
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=1))
+    first = run_train_float(cfg, tmp_path / "a", show_progress=False)
+    second = run_train_float(cfg, tmp_path / "b", show_progress=False)
+    assert first.best_epe == second.best_epe
+    a = load_checkpoint(tmp_path / "a" / "float" / "best.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "float" / "best.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_after_sigterm_equals_an_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
     overrides = tiny_overrides(tiny_data, epochs=4, checkpoint_every_steps=1000)
     cfg = load_config(None, overrides)
