@@ -3,28 +3,84 @@
 Run by hand:  python benchmarks/bench_train.py [--steps 10] [--batch 2] [--recipe]
 Prints images/s and the time split (data, forward, backward, optimizer) of our loop, and the
 images/s of a straightforward reference step (random tensors, no loader, no logging).
+
+python benchmarks/bench_train.py --options [--recipe]: the training throughput settings
+(`train.*.channels_last`, `train.*.amp: bf16`) each in a fresh process: step time, images/s and
+peak RSS, beside the plain fp32 step.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import platform
+import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from stereokit.allocator import keep_large_blocks
 from stereokit.config import load_config
 from stereokit.data.dataset import build_dataloader
 from stereokit.engine.optim import build_adam
 from stereokit.models import build_stereonet, multiscale_loss
+from stereokit.models.inference import conv2d_channels_last
 from stereokit.services.pack import run_pack
+from stereokit.services.demo import DEMO_OVERRIDES
 from stereokit.services.synth import run_synth
 
-DEMO = ["model.maxdisp=64", "model.out_channels=[16, 16, 32, 64, 64, 16]", "model.groups=16",
-        "model.agg_channels=16", "model.agg_blocks=2", "model.refine_channels=16", "model.refine_dilations=[1, 2, 4, 1]",
-        "model.loss_weights=[0.3, 0.3, 0.5, 0.5, 1.0]"]
+DEMO = [o for o in DEMO_OVERRIDES if o.startswith("model.")]
+VARIANTS = {"fp32": (False, False), "channels_last": (True, False), "bf16": (False, True), "channels_last+bf16": (True, True)}
+
+
+def one_variant(name: str, recipe: bool, batch: int, steps: int) -> None:
+    """Time `steps` training steps of one variant (after one warm-up) and print one JSON line."""
+    channels_last, bf16 = VARIANTS[name]
+    cfg = load_config(None, [] if recipe else DEMO)
+    torch.manual_seed(0)
+    model = build_stereonet(cfg.model)
+    if channels_last:
+        conv2d_channels_last(model)
+    optimizer = build_adam(model, 1e-4, 4e-5)
+    x = torch.randn(batch, 3, 256, 512)
+    gt = torch.rand(batch, 1, 256, 512) * 60
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            outputs = model(x, x)
+        loss = multiscale_loss([o.float() for o in outputs], gt, cfg.model.maxdisp, cfg.model.loss_weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    step = statistics.median(times[1:])
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"variant": name, "step_s": step, "images_s": batch / step, "peak_mib": peak_mib, "loss": float(loss)}))
+
+
+def options_table(recipe: bool, batch: int, steps: int) -> None:
+    rows = []
+    for name in VARIANTS:
+        out = subprocess.run([sys.executable, __file__, "--one", name, "--batch", str(batch), "--steps", str(steps)]
+                             + (["--recipe"] if recipe else []), capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base = rows[0]["step_s"]
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
+          f"{'recipe' if recipe else 'demo'} model, 256x512, batch {batch}, median of {steps} steps after one warm-up")
+    print("| setting | step (s) | images/s | vs fp32 | peak RSS (MiB) | loss finite |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['step_s']:.2f} | {r['images_s']:.2f} | {base / r['step_s']:.2f}x | {r['peak_mib']:.0f} | "
+              f"{math.isfinite(r['loss'])} |")
 
 
 def main() -> None:
@@ -33,7 +89,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--recipe", action="store_true", help="the full recipe model instead of the demo-sized one")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--options", action="store_true", help="compare the throughput settings, one process each")
+    parser.add_argument("--one", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    keep_large_blocks()  # as every stereokit command does
+    if args.one:
+        one_variant(args.one, args.recipe, args.batch, args.steps)
+        return
+    if args.options:
+        options_table(args.recipe, args.batch, args.steps)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         run_synth(root / "sf", args.batch * (args.steps + 2), 0, 256, 512, 64, show_progress=False)

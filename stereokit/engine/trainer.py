@@ -29,6 +29,7 @@ from stereokit.engine.optim import build_adam
 from stereokit.engine.plots import plot_loss_curves
 from stereokit.engine.schedules import StepDecay, WarmupCosine
 from stereokit.errors import StereokitError
+from stereokit.models.inference import conv2d_channels_last
 from stereokit.models.loss import multiscale_loss
 from stereokit.progress import progress_bar
 from stereokit.runs import atomic_write_text
@@ -63,6 +64,7 @@ class LoopSettings:
     log_every_steps: int = 20
     checkpoint_every_steps: int = 500
     amp: Literal["off", "bf16", "fp16"] = "off"
+    channels_last: bool = False
     grad_clip: float | None = None
     residual_lr_scale: float = 1.0
 
@@ -143,6 +145,8 @@ def fit(
 ) -> FitResult:
     out_dir = Path(out_dir)
     model.to(device)
+    if settings.channels_last:
+        conv2d_channels_last(model)
     optimizer = build_adam(model, settings.lr, settings.weight_decay, settings.residual_lr_scale)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
@@ -150,7 +154,8 @@ def fit(
     total_steps = settings.max_steps or settings.epochs * steps_per_epoch
     total_epochs = math.ceil(total_steps / steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_schedule(settings, steps_per_epoch, total_steps))
-    use_amp = settings.amp != "off" and device.type == "cuda"
+    # bf16 autocast runs on CPUs too; fp16 autocast and its gradient scaler are CUDA's
+    use_amp = settings.amp == "bf16" or (settings.amp == "fp16" and device.type == "cuda")
     amp_dtype = torch.bfloat16 if settings.amp == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and settings.amp == "fp16")
 
@@ -210,6 +215,9 @@ def fit(
                 if on_step is not None:
                     on_step(model, step)
                 imgl, imgr = batch["imgl"].to(device, non_blocking=True), batch["imgr"].to(device, non_blocking=True)
+                if settings.channels_last:
+                    imgl = imgl.contiguous(memory_format=torch.channels_last)
+                    imgr = imgr.contiguous(memory_format=torch.channels_last)
                 gt = batch["disp"].to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     outputs = net(imgl, imgr)

@@ -18,6 +18,14 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
+def conv2d_channels_last(model: nn.Module) -> nn.Module:
+    """NHWC weights for every 2-D conv, in place (model.to(channels_last) refuses the 5-D Conv3d weights)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Every Conv -> BN pair of a `conv_bn` block becomes one conv (eval statistics); in place."""
     for module in model.modules():
@@ -83,7 +91,5 @@ def prepare_for_inference(model: nn.Module, device: torch.device | str = "cpu") 
         fold_batchnorm(prepared)
         if device.type == "cpu":
             _onednn_conv3d(prepared)
-    for m in prepared.modules():
-        if isinstance(m, nn.Conv2d):  # 4-D weights only; the 3-D convs keep their layout
-            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+    conv2d_channels_last(prepared)
     return InferenceModel(prepared, channels_last=True).eval()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -112,6 +113,16 @@ def test_short_training_beats_a_constant_prediction(tmp_path: Path) -> None:
     test = SceneFlowLMDB(cfg.data.test_lmdb)
     baseline = float(np.mean([np.abs(test.raw(i)["disp"] - constant).mean() for i in range(len(test))]))
     assert tested.epe < 0.75 * baseline, (tested.epe, result.best_epe, baseline)
+
+
+@pytest.mark.parametrize("option", ["train.float.channels_last=true", "train.float.amp=bf16"])
+def test_throughput_options_train_with_a_finite_loss(tiny_data: Path, tmp_path: Path, option: str) -> None:
+    cfg = load_config(None, tiny_overrides(tiny_data, max_steps=3) + [option])
+    result = run_train_float(cfg, tmp_path / "run", show_progress=False)
+    assert result.steps == 3
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "float" / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
+    assert result.best_epe is not None and math.isfinite(result.best_epe)
 
 
 def test_the_same_config_trains_to_the_same_numbers(tiny_data: Path, tmp_path: Path) -> None:
