@@ -112,7 +112,7 @@ class FloatTrainConfig(_Section):
     val_every_epochs: int = Field(1, gt=0)
     log_every_steps: int = Field(20, gt=0)
     checkpoint_every_steps: int = Field(500, gt=0)
-    amp: Literal["off", "bf16", "fp16"] = Field("off", description="autocast: bf16 on CUDA and CPU, fp16 on CUDA only (off on a CPU)")
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="autocast on CUDA only (bf16 on the CPU is not reliable yet: docs/performance.md)")
     channels_last: bool = Field(False, description="NHWC activations and 2-D conv weights (faster convs on GPUs with tensor cores)")
     sync_bn: bool = True
     grad_clip: float | None = Field(None, gt=0)
