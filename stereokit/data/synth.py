@@ -23,7 +23,8 @@ import numpy as np
 from stereokit.data.pfm import write_pfm
 from stereokit.data.sceneflow import DISP_DIR, IMAGE_DIR, Sample
 
-TEXTURES = ("pink", "dead_leaves", "stripes", "binary", "gradient", "noise", "weak")
+# The textures drawn for an object that is neither weak nor repetitive, repeated by weight.
+RICH_TEXTURES = ("pink", "pink", "dead_leaves", "dead_leaves", "binary", "gradient", "noise")
 
 
 @dataclass
@@ -35,7 +36,8 @@ class Layer:
 
 @dataclass(frozen=True)
 class Camera:
-    """One view's photometric response: v = gain * (vignette * radiance)^gamma + offset, then blur and noise."""
+    """One view's photometric response: vignetting and blur of the radiance, then
+    v = gain * x^gamma + offset, then sensor noise (see `photograph`)."""
 
     gain: float = 1.0
     offset: float = 0.0  # grey levels
@@ -171,7 +173,7 @@ def _palette(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def make_texture(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
-    """A [h, w, 3] float32 texture in [0, 255] of one of TEXTURES."""
+    """A [h, w, 3] float32 texture in [0, 255]: pink, dead_leaves, stripes, binary, gradient, noise or weak."""
     if kind == "dead_leaves":
         # Overlapping discs with a power-law size distribution: the scale-invariant occlusion
         # statistics of natural images, with sharp edges at every scale.
@@ -234,7 +236,7 @@ def _texture_kind(rng: np.random.Generator, options: SceneOptions) -> str:
         return "weak"
     if u < options.weak_share + options.repetitive_share:
         return "stripes"
-    return str(rng.choice(["pink", "pink", "dead_leaves", "dead_leaves", "binary", "gradient", "noise"]))
+    return str(rng.choice(RICH_TEXTURES))
 
 
 # ---------------------------------------------------------------- geometry
@@ -367,7 +369,7 @@ def draw_camera(rng: np.random.Generator, options: SceneOptions) -> Camera:
 
 
 def vignette_map(h: int, w: int, strength: float) -> np.ndarray:
-    """1 at the centre, 1 - strength in the corners (cos^4-like falloff)."""
+    """1 at the centre, 1 - strength in the corners, falling with the squared distance from the centre."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r2 = ((xx - (w - 1) / 2) ** 2 + (yy - (h - 1) / 2) ** 2) / (((w - 1) / 2) ** 2 + ((h - 1) / 2) ** 2)
     return 1.0 - strength * r2

@@ -60,17 +60,14 @@ def _onednn_conv3d(model: nn.Module) -> None:
 class InferenceModel(nn.Module):
     """The prepared net: takes and returns what StereoNet does; inputs go NHWC on the way in."""
 
-    def __init__(self, net: nn.Module, channels_last: bool) -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
-        self.channels_last = channels_last
         self.cfg = getattr(net, "cfg", None)
 
     def forward(self, imgl: Tensor, imgr: Tensor) -> list[Tensor]:
-        if self.channels_last:
-            imgl = imgl.contiguous(memory_format=torch.channels_last)
-            imgr = imgr.contiguous(memory_format=torch.channels_last)
-        return self.net(imgl, imgr)
+        nhwc = torch.channels_last
+        return self.net(imgl.contiguous(memory_format=nhwc), imgr.contiguous(memory_format=nhwc))
 
 
 def is_quantized_int(model: nn.Module) -> bool:
@@ -92,4 +89,4 @@ def prepare_for_inference(model: nn.Module, device: torch.device | str = "cpu") 
         if device.type == "cpu":
             _onednn_conv3d(prepared)
     conv2d_channels_last(prepared)
-    return InferenceModel(prepared, channels_last=True).eval()
+    return InferenceModel(prepared).eval()

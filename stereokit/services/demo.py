@@ -41,6 +41,7 @@ from stereokit.services.train import run_train_float
 from stereokit.services.validate_bpu import run_validate
 
 HEIGHT, WIDTH, SYNTH_MAXDISP = 128, 256, 48
+BATCH = 16
 # The generator's scenes, a little gentler: fewer and larger objects, no textureless or striped ones,
 # milder cameras. What a few CPU minutes can learn to a sharp result.
 SCENES = SceneOptions(min_objects=4, max_objects=12, object_size=(0.08, 0.6), weak_share=0.0, repetitive_share=0.0,
@@ -54,12 +55,12 @@ DEMO_OVERRIDES = [
     "model.loss_weights=[0.5, 0.7, 1.0, 1.0]",
     # 64x128 crops of the 128x256 scenes, 16 a batch: at the same cost per step as 4 whole scenes,
     # val EPE 2.57 against 3.62 after 600 steps (docs/performance.md)
-    "data.crop=[64, 128]", "data.num_workers=0", "data.val_count=24",
-    "train.float.batch_size=16", "train.float.lr=2e-3", "train.float.warmup_epochs=1", "train.float.val_every_epochs=5",
+    "data.crop=[64, 128]", "data.num_workers=0",
+    f"train.float.batch_size={BATCH}", "train.float.lr=2e-3", "train.float.warmup_epochs=1", "train.float.val_every_epochs=5",
     "train.float.residual_lr_scale=1.0",
     "train.float.log_every_steps=10", "train.float.checkpoint_every_steps=200",
-    "train.calibration.steps=10", "train.calibration.batch_size=16",
-    "train.qat.batch_size=16", "train.qat.lr=5e-5", "train.qat.log_every_steps=10", "train.qat.val_every_epochs=5",
+    "train.calibration.steps=10", f"train.calibration.batch_size={BATCH}",
+    f"train.qat.batch_size={BATCH}", "train.qat.lr=5e-5", "train.qat.log_every_steps=10", "train.qat.val_every_epochs=5",
     f"deploy.input_height={HEIGHT}", f"deploy.input_width={WIDTH}",
 ]
 # A fixed schedule, so two runs give the same numbers; `--minutes` scales it (the summary says by how much).
@@ -94,7 +95,7 @@ class DemoResult(BaseModel):
 
 def demo_config(out: Path, num_train: int, schedule: Schedule, device: str) -> StereokitConfig:
     data = out / "data"
-    qat_epochs = max(1, schedule.qat_steps // max(1, num_train // 16))
+    qat_epochs = max(1, schedule.qat_steps // max(1, num_train // BATCH))
     return load_config(None, DEMO_OVERRIDES + [
         f"device={device}",
         f"data.data_dir={data / 'SceneFlow'}", f"data.train_lmdb={data / 'lmdb' / 'train_lmdb'}",

@@ -53,8 +53,6 @@ def run_synth(
         raise StereokitError("--num-train/--num-test: ask for at least one pair, and no negative counts.")
     if height < 32 or width < 32:
         raise StereokitError(f"--height/--width: {height}x{width} is too small; use at least 32x32.")
-    if not 0 < maxdisp < width:
-        raise StereokitError(f"--maxdisp: {maxdisp} must be positive and smaller than the width {width}.")
     problem = options.problem(height, width, maxdisp)
     if problem:
         raise StereokitError(problem[0].upper() + problem[1:])

@@ -89,6 +89,14 @@ def test_bad_scene_options_get_one_sentence_and_nothing_is_written(tmp_path: Pat
     assert not out.exists()
 
 
+def test_a_disparity_range_wider_than_the_image_is_refused(tmp_path: Path) -> None:
+    from stereokit.errors import StereokitError
+
+    with pytest.raises(StereokitError, match="does not fit"):
+        run_synth(tmp_path / "s", num_train=1, num_test=0, height=64, width=128, maxdisp=200, show_progress=False)
+    assert not (tmp_path / "s").exists()
+
+
 def test_scene_option_names_and_types_are_checked() -> None:
     with pytest.raises(ValueError, match="blurr"):
         SceneOptions.parse(["blurr=1"])
