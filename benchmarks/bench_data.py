@@ -47,8 +47,9 @@ def main() -> None:
         rates = {}
         for workers in (1, args.workers):
             start = time.perf_counter()
-            run_pack(root / "sf", "train", root / f"lmdb{workers}", num_workers=workers, show_progress=False)
+            packed = run_pack(root / "sf", "train", root / f"lmdb{workers}", num_workers=workers, show_progress=False)
             rates[workers] = args.pairs / (time.perf_counter() - start)
+        tree = sum(p.stat().st_size for p in (root / "sf").rglob("*") if p.suffix in (".png", ".pfm"))
         common = ["data.crop=[256, 512]", f"data.data_dir={root / 'sf'}", f"data.train_lmdb={root / 'lmdb1' / 'train_lmdb'}"]
         lmdb_rate = loader_rate(load_config(None, common + ["data.format=lmdb"]), args.workers, 4, args.passes)
         folder_rate = loader_rate(load_config(None, common + ["data.format=folder"]), args.workers, 4, args.passes)
@@ -60,6 +61,8 @@ def main() -> None:
         print(f"| pack, {workers} worker(s) | {rate:.1f} pairs/s |")
     print(f"| LMDB loader, {args.workers} workers | {lmdb_rate:.1f} samples/s |")
     print(f"| folder loader, {args.workers} workers | {folder_rate:.1f} samples/s |")
+    print(f"| LMDB / folder | {lmdb_rate / folder_rate:.2f}x |")
+    print(f"| size: pack / tree (PNG + PFM) | {packed.bytes / args.pairs / 2**20:.2f} / {tree / args.pairs / 2**20:.2f} MiB a pair |")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lmdb
 import numpy as np
@@ -17,9 +17,7 @@ from stereokit.config import StereokitConfig
 from stereokit.errors import DataError
 from stereokit.data.lmdb_pack import open_packed, read_packed_sample
 from stereokit.data.sceneflow import Sample, load_sample, read_split
-from stereokit.data.transforms import build_transform
-
-Transform = Callable[..., dict[str, Any]]
+from stereokit.data.transforms import Pipeline, build_transform
 
 
 class _Seeded:
@@ -39,7 +37,7 @@ class SceneFlowLMDB(_Seeded, Dataset):
     """A packed split. The environment opens lazily in each process (read-only, no lock), so the
     dataset pickles cleanly into DataLoader workers and never shares a handle across a fork."""
 
-    def __init__(self, path: Path, transform: Transform | None = None, seed: int = 0) -> None:
+    def __init__(self, path: Path, transform: Pipeline | None = None, seed: int = 0) -> None:
         self.path = Path(path)
         _, self.meta = open_packed(self.path)  # fail early, in the parent, with a clear sentence
         self.transform = transform
@@ -65,15 +63,17 @@ class SceneFlowLMDB(_Seeded, Dataset):
         return read_packed_sample(self._environment(), index, str(self.path))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.raw(index)
-        sample = self.transform(sample, self.rng(index)) if self.transform else sample
-        return {**sample, "index": index}
+        if self.transform is None:
+            return {**self.raw(index), "index": index}
+        rng = self.rng(index)
+        window = read_packed_sample(self._environment(), index, str(self.path), lambda s: self.transform.window(s, rng))
+        return {**self.transform.finish(window), "index": index}
 
 
 class SceneFlowFolder(_Seeded, Dataset):
     """The raw tree read through the split list, for users who skip packing."""
 
-    def __init__(self, data_dir: Path, split: str, transform: Transform | None = None, seed: int = 0) -> None:
+    def __init__(self, data_dir: Path, split: str, transform: Pipeline | None = None, seed: int = 0) -> None:
         self.data_dir = Path(data_dir)
         self.samples: list[Sample]
         self.samples, self.note = read_split(self.data_dir, split)  # type: ignore[arg-type]
@@ -146,7 +146,7 @@ def validation_indices(total: int, cfg: StereokitConfig) -> list[int]:
     return sorted(int(i) for i in order[:count])
 
 
-def _split_dataset(cfg: StereokitConfig, split: str, transform: Transform) -> SceneFlowLMDB | SceneFlowFolder:
+def _split_dataset(cfg: StereokitConfig, split: str, transform: Pipeline) -> SceneFlowLMDB | SceneFlowFolder:
     if cfg.data.format == "lmdb":
         path = {"train": cfg.data.train_lmdb, "test": cfg.data.test_lmdb, "val": cfg.data.val_lmdb}[split]
         return SceneFlowLMDB(path, transform, seed=cfg.seed)

@@ -18,18 +18,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import lmdb
 import numpy as np
 
 from stereokit import __version__
 from stereokit.data.records import decode_record, encode_record
-from stereokit.data.sceneflow import Sample, decode_image, read_pair
+from stereokit.data.sceneflow import Sample, read_pair
 from stereokit.errors import DataError
 
 META_KEY = b"__meta__"
 PROGRESS_KEY = b"__progress__"
-LMDB_SCHEMA_VERSION = 1
+# 2: records hold decoded pixels and raw float32 disparity (1 held PNG bytes and zlib'd floats).
+LMDB_SCHEMA_VERSION = 2
 INITIAL_MAP_SIZE = 64 << 20
 BATCH_RECORDS = 32
 
@@ -57,13 +57,9 @@ class PackStats:
 
 
 def encode_sample(data_dir: Path, sample: Sample) -> tuple[bytes, tuple[int, int]]:
-    """Read and check one pair, keep PNG bytes as they are, compress the disparity losslessly."""
+    """Read, decode and check one pair once, so that reading it back later costs a copy."""
     pair = read_pair(data_dir, sample)
-    encoded = [
-        raw if name.lower().endswith(".png") else cv2.imencode(".png", image)[1].tobytes()
-        for raw, name, image in ((pair.left_bytes, sample.left, pair.left), (pair.right_bytes, sample.right, pair.right))
-    ]
-    record = encode_record(encoded[0], encoded[1], pair.disp, [sample.left, sample.right, sample.disp])
+    record = encode_record(pair.left, pair.right, pair.disp, [sample.left, sample.right, sample.disp])
     return record, pair.disp.shape
 
 
@@ -158,15 +154,16 @@ def pack_lmdb(
         progress = read_meta(env, PROGRESS_KEY) if env is not None else None
         if env is not None:
             env.close()
-        if progress is None or progress.get("list_sha256") != digest:
+        stale = progress is None or progress.get("list_sha256") != digest
+        older = progress is not None and progress.get("schema_version") != LMDB_SCHEMA_VERSION
+        if stale or older:
             if not force:
-                raise DataError(
-                    f"{work}: an interrupted pack of another list is here; pass --force to start over."
-                )
+                what = "an older pack format" if older else "another list"
+                raise DataError(f"{work}: an interrupted pack of {what} is here; pass --force to start over.")
             shutil.rmtree(work)
     env = _open_for_write(work, min(initial_map_size, max_map_size))
     try:
-        _put_batch(env, [(PROGRESS_KEY, json.dumps({"list_sha256": digest}).encode())], max_map_size, work)
+        _put_batch(env, [(PROGRESS_KEY, json.dumps({"list_sha256": digest, "schema_version": LMDB_SCHEMA_VERSION}).encode())], max_map_size, work)
         with env.begin() as txn:
             done = {i for i in range(len(samples)) if txn.get(record_key(i)) is not None}
         pending = [i for i in range(len(samples)) if i not in done]
@@ -207,7 +204,7 @@ def pack_lmdb(
         with env.begin() as txn:
             for i in done:  # shapes of records an earlier, interrupted run wrote
                 value = txn.get(record_key(i))
-                shapes.add(tuple(decode_record(value, str(work))[2].shape))
+                shapes.add(tuple(decode_record(value, str(work)).disp.shape))
         meta = {
             "count": len(samples),
             "source_list": source_list,
@@ -275,23 +272,31 @@ def open_packed(path: Path) -> tuple[lmdb.Environment, dict]:
     if meta is None or not isinstance(meta.get("count"), int):
         env.close()
         raise DataError(f"{path}: the LMDB has no metadata record, so it is incomplete; re-pack it.")
-    if meta.get("schema_version") != LMDB_SCHEMA_VERSION:
+    version = meta.get("schema_version")
+    if version != LMDB_SCHEMA_VERSION:
         env.close()
-        raise DataError(f"{path}: LMDB schema version {meta.get('schema_version')} is not {LMDB_SCHEMA_VERSION}; re-pack it.")
+        age = "older than" if isinstance(version, int) and version < LMDB_SCHEMA_VERSION else "not"
+        raise DataError(
+            f"{path}: LMDB pack format version {version} is {age} this stereokit's {LMDB_SCHEMA_VERSION}; "
+            "re-pack it with 'stereokit pack sceneflow --force'."
+        )
     if meta["count"] == 0:
         env.close()
         raise DataError(f"{path}: the LMDB is empty; re-pack it from a split with samples.")
     return env, meta
 
 
-def read_packed_sample(env: lmdb.Environment, index: int, where: str) -> dict[str, np.ndarray]:
-    with env.begin(buffers=False) as txn:
+def read_packed_sample(
+    env: lmdb.Environment, index: int, where: str, window: Callable[[dict], dict] | None = None
+) -> dict[str, np.ndarray]:
+    """One pair copied out of the map. `window` picks views (a crop) before the copy, so a training
+    crop copies only its own pixels."""
+    with env.begin(buffers=True) as txn:
         value = txn.get(record_key(index))
-    if value is None:
-        raise DataError(f"{where}: record {index} is missing; re-pack the data.")
-    left, right, disp, names = decode_record(value, f"{where}[{index}]")
-    return {
-        "imgl": decode_image(left, f"{where}[{index}] {names[0] if names else 'left'}"),
-        "imgr": decode_image(right, f"{where}[{index}] {names[1] if len(names) > 1 else 'right'}"),
-        "disp": disp,
-    }
+        if value is None:
+            raise DataError(f"{where}: record {index} is missing; re-pack the data.")
+        record = decode_record(value, f"{where}[{index}]")
+        sample = {"imgl": record.left, "imgr": record.right, "disp": record.disp}
+        if window is not None:
+            sample = window(sample)
+        return {key: np.array(view) for key, view in sample.items()}  # copies before the txn ends

@@ -70,18 +70,28 @@ class Normalize:
         return {**sample, "imgl": (sample["imgl"] - self.mean) / self.std, "imgr": (sample["imgr"] - self.mean) / self.std}
 
 
-def build_transform(cfg: DataConfig, train: bool) -> Callable[[Sample, np.random.Generator | None], Sample]:
-    crop = RandomCrop(*cfg.crop) if train else None
-    steps = [BgrToYuv444(cfg.rgb_input), ToTensor(), Normalize(cfg.mean, cfg.std)]
+@dataclass
+class Pipeline:
+    """The crop (on views, so a packed record copies only the window) and the steps after it."""
 
-    def transform(sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        if crop is not None:
-            sample = crop(sample, rng)
-        for step in steps:
+    crop: RandomCrop | None
+    steps: list[Callable[[Sample], Sample]]
+
+    def window(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        return self.crop(sample, rng) if self.crop is not None else sample
+
+    def finish(self, sample: Sample) -> Sample:
+        for step in self.steps:
             sample = step(sample)
         return sample
 
-    return transform
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        return self.finish(self.window(sample, rng))
+
+
+def build_transform(cfg: DataConfig, train: bool) -> Pipeline:
+    crop = RandomCrop(*cfg.crop) if train else None
+    return Pipeline(crop, [BgrToYuv444(cfg.rgb_input), ToTensor(), Normalize(cfg.mean, cfg.std)])
 
 
 def preprocess_image(image: np.ndarray, cfg: DataConfig) -> torch.Tensor:

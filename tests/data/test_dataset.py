@@ -12,6 +12,7 @@ from stereokit.config import load_config
 from stereokit.data.dataset import SceneFlowFolder, SceneFlowLMDB, build_dataloader, build_dataset, validation_indices
 from stereokit.data.pfm import read_pfm
 from stereokit.data.sceneflow import read_split
+from stereokit.data.transforms import build_transform
 from stereokit.errors import DataError
 from stereokit.services.pack import run_pack
 
@@ -43,6 +44,22 @@ def test_folder_and_lmdb_datasets_agree(synth_tree: Path, packed: Path) -> None:
     for i in range(3):
         a, b = folder[i], lmdb_ds[i]
         assert all(np.array_equal(a[k], b[k]) for k in ("imgl", "imgr", "disp"))
+
+
+def test_training_crops_from_the_pack_equal_the_folders(synth_tree: Path, packed: Path) -> None:
+    """The pack crops on views of the record; the folder crops decoded files: same tensors."""
+    cfg = load_config(None, ["data.crop=[32, 64]"])
+    transform = build_transform(cfg.data, train=True)
+    folder = SceneFlowFolder(synth_tree, "train", transform, seed=3)
+    lmdb_ds = SceneFlowLMDB(packed / "train_lmdb", transform, seed=3)
+    for epoch in (0, 1):
+        folder.set_epoch(epoch)
+        lmdb_ds.set_epoch(epoch)
+        for i in range(len(folder)):
+            a, b = folder[i], lmdb_ds[i]
+            assert a["imgl"].shape == (3, 32, 64) and a["disp"].shape == (1, 32, 64)
+            assert all(torch.equal(a[k], b[k]) for k in ("imgl", "imgr", "disp"))
+            assert b["imgl"].is_contiguous() and b["disp"].is_contiguous()
 
 
 def test_the_dataset_pickles_without_its_environment(packed: Path) -> None:

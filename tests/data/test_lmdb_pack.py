@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+import cv2
 import lmdb
 import numpy as np
 import pytest
 
-from stereokit.data.lmdb_pack import META_KEY, open_packed, pack_lmdb, partial_path, record_key
+from stereokit.data.lmdb_pack import META_KEY, PROGRESS_KEY, open_packed, pack_lmdb, partial_path, record_key
 from stereokit.data.pfm import encode_pfm, read_pfm
 from stereokit.data.records import decode_record
 from stereokit.data.sceneflow import list_path, read_split
@@ -27,7 +29,7 @@ def records(path: Path) -> dict[bytes, bytes]:
     return items
 
 
-def test_pack_stores_png_bytes_and_exact_disparity(synth_tree: Path, tmp_path: Path) -> None:
+def test_pack_stores_decoded_pixels_and_exact_disparity(synth_tree: Path, tmp_path: Path) -> None:
     result = pack(synth_tree, tmp_path, "test")
     assert result.complete and result.count == 3 and result.target == tmp_path / "test_lmdb"
     env, meta = open_packed(result.target)
@@ -37,11 +39,11 @@ def test_pack_stores_png_bytes_and_exact_disparity(synth_tree: Path, tmp_path: P
     with env.begin() as txn:
         assert txn.stat()["entries"] == len(samples) + 2  # records, metadata, list digest
         for i, sample in enumerate(samples):
-            left, right, disp, names = decode_record(txn.get(record_key(i)), "r")
-            assert left == (synth_tree / sample.left).read_bytes()  # PNG kept as read
-            assert right == (synth_tree / sample.right).read_bytes()
-            assert disp.tobytes() == read_pfm(synth_tree / sample.disp).tobytes()
-            assert names[0] == sample.left
+            record = decode_record(txn.get(record_key(i)), "r")
+            assert np.array_equal(record.left, cv2.imread(str(synth_tree / sample.left)))  # decoded once, at pack time
+            assert np.array_equal(record.right, cv2.imread(str(synth_tree / sample.right)))
+            assert record.disp.tobytes() == read_pfm(synth_tree / sample.disp).tobytes()
+            assert record.names[0] == sample.left
     env.close()
     assert not partial_path(result.target).exists()
 
@@ -136,8 +138,38 @@ def test_bad_flags(synth_tree: Path, tmp_path: Path) -> None:
 def test_damaged_records_are_refused() -> None:
     from stereokit.data.records import encode_record
 
-    value = encode_record(b"L", b"R", np.ones((4, 5), np.float32), ["a", "b", "c"])
-    assert decode_record(value, "ok")[2].shape == (4, 5)
+    image = np.zeros((4, 5, 3), np.uint8)
+    value = encode_record(image, image + 1, np.ones((4, 5), np.float32), ["a", "b", "c"])
+    record = decode_record(value, "ok")
+    assert record.disp.shape == (4, 5) and int(record.right[0, 0, 0]) == 1
     for bad in (b"XXXX" + value[4:], value[:20], value[:-3], value[:8] + b"[" + value[9:]):
         with pytest.raises(DataError):
             decode_record(bad, "bad")
+    with pytest.raises(DataError, match="older pack format"):
+        decode_record(b"SKR1" + value[4:], "v1")
+
+
+def test_old_format_pack_is_refused_with_its_version(synth_tree: Path, tmp_path: Path) -> None:
+    result = pack(synth_tree, tmp_path, "test")
+    env = lmdb.open(str(result.target))
+    with env.begin(write=True) as txn:
+        meta = json.loads(txn.get(META_KEY))
+        txn.put(META_KEY, json.dumps({**meta, "schema_version": 1}).encode())
+    env.close()
+    before = records(result.target)
+    with pytest.raises(DataError, match=r"pack format version 1 is older than this stereokit's 2; re-pack it with 'stereokit pack sceneflow --force'"):
+        open_packed(result.target)
+    assert records(result.target) == before
+
+
+def test_interrupted_pack_of_an_older_format_is_not_resumed(synth_tree: Path, tmp_path: Path) -> None:
+    first = pack(synth_tree, tmp_path, limit=2)
+    assert not first.complete
+    env = lmdb.open(str(first.target))
+    with env.begin(write=True) as txn:
+        txn.put(PROGRESS_KEY, json.dumps({**json.loads(txn.get(PROGRESS_KEY)), "schema_version": 1}).encode())
+    env.close()
+    with pytest.raises(DataError, match="interrupted pack of an older pack format"):
+        pack(synth_tree, tmp_path)
+    again = pack(synth_tree, tmp_path, force=True)
+    assert again.complete and again.resumed_from == 0
