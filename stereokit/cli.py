@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
+from rich.markup import escape
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -390,6 +391,8 @@ def export(
     _print_moved(r.moved_aside)
     ops = ", ".join(f"{k} {v}" for k, v in sorted(r.op_counts.items(), key=lambda kv: -kv[1])[:8])
     console.print(f"exported {r.source} -> {r.model} ({r.bytes / 2**20:.1f} MiB, opset {r.opset}, input {'x'.join(map(str, r.input_shape))}); ops: {ops}")
+    if r.output_step_px is not None:
+        console.print(f"disparity output: {r.output_dtype}, a step of {r.output_step_px:.4f} px")
 
 
 TargetOpt = typer.Option("bpu-sim", "--target", help="A shipped target (bpu-sim) or a target profile .json.")
@@ -404,10 +407,10 @@ def _print_check(r: Any, verbose: bool) -> None:
     console.print(table)
     if verbose:
         nodes = Table(title="nodes")
-        for name in ("node", "op", "device", "rule"):
+        for name in ("node", "op", "dtype", "device", "rule"):
             nodes.add_column(name)
         for n in r.nodes:
-            nodes.add_row(n.name, n.op, n.device, n.rule)
+            nodes.add_row(escape(n.name), n.op, n.dtype, n.device, escape(n.rule))
         console.print(nodes)
     else:
         fallbacks: dict[tuple[str, str], int] = {}
@@ -419,9 +422,13 @@ def _print_check(r: Any, verbose: bool) -> None:
             for name in ("op", "nodes", "why"):
                 table.add_column(name)
             for (op, rule), count in fallbacks.items():
-                table.add_row(op, str(count), rule)
+                table.add_row(op, str(count), escape(rule))
             console.print(table)
-    console.print(f"{r.accelerator_share:.1%} of {r.macs / 1e9:.3f} GMACs on the accelerator; {r.fallbacks} node(s) on the CPU")
+        for n in r.nodes:  # a precision the target cannot run is named node by node
+            if n.device == "cpu" and " activations: " in n.rule:
+                console.print(Text.assemble(("precision: ", "yellow"), f"{n.name} ({n.op}): {n.rule}"), highlight=False, soft_wrap=True)
+    dtypes = ", ".join(f"{t} {c}" for t, c in sorted(r.dtypes.items()))
+    console.print(f"{r.accelerator_share:.1%} of {r.macs / 1e9:.3f} GMACs on the accelerator; {r.fallbacks} node(s) on the CPU; nodes by activation type: {dtypes}")
     for e in r.errors[:5]:
         err_console.print(Text.assemble(("compile would fail: ", "red"), e), highlight=False, soft_wrap=True)
 

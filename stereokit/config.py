@@ -152,6 +152,11 @@ class TrainConfig(_Section):
     qat: QatTrainConfig = QatTrainConfig()
 
 
+# The reference keeps the softmax, the disparity regression and the refinement outputs at 16 bits,
+# the refinement features (conv_in, blocks) at 8.
+REFERENCE_INT16 = ("head.soft_argmin", "head.refine.*.upsample", "head.refine.*.cat", "head.refine.*.residual", "head.refine.*.add")
+
+
 class QuantConfig(_Section):
     """The quantization contract: int8 per-channel symmetric weights, per-tensor activations."""
 
@@ -163,16 +168,19 @@ class QuantConfig(_Section):
         "ONNX Runtime stand-in for the board) saturate u8 x s8 pair sums in 16 bits otherwise; false for a true int8 NPU",
     )
     int16_modules: list[str] = Field(
-        default_factory=lambda: ["head.soft_argmin"],
-        description="StereoNet module paths whose activations are kept at 16 bits (softmax and regression)",
+        default_factory=lambda: list(REFERENCE_INT16),
+        description="the precision map: StereoNet module paths (fnmatch patterns) whose activations are symmetric int16; "
+        "default the reference's (softmax, regression, and each refinement level's upsampled disparity, concatenation, "
+        "residual conv output and residual add + ReLU); [] for all-8-bit. Only the disparity path "
+        "(head.soft_argmin, head.refine.N) may be 16-bit",
     )
-    float_modules: list[str] = Field(default_factory=list, description="StereoNet module paths deliberately left in float")
+    float_modules: list[str] = Field(default_factory=list, description="StereoNet module paths deliberately left in float (CPU fallbacks)")
 
 
 class DeployConfig(_Section):
     input_height: int = Field(544, gt=0)
     input_width: int = Field(960, gt=0)
-    opset: int = Field(17, ge=17)
+    opset: int = Field(21, ge=17, le=21, description="ONNX opset of the IR; int16 Q/DQ needs 21")
     target: str = "bpu-sim"
     max_mean_abs_diff_px: float = Field(0.1, ge=0, description="validate-bpu: compiled vs int_infer, mean |diff|")
     max_frac_over_0_5px: float = Field(0.01, ge=0, le=1, description="validate-bpu: share of pixels differing by > 0.5 px")
@@ -192,6 +200,12 @@ class StereokitConfig(_Section):
     train: TrainConfig = TrainConfig()
     quant: QuantConfig = QuantConfig()
     deploy: DeployConfig = DeployConfig()
+
+    @model_validator(mode="after")
+    def _int16_needs_opset_21(self) -> "StereokitConfig":
+        if self.quant.int16_modules and self.deploy.opset < 21:
+            raise ValueError(f"deploy.opset {self.deploy.opset} cannot hold the int16 QuantizeLinear of quant.int16_modules; use 21 (or quant.int16_modules=[])")
+        return self
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -87,6 +87,12 @@ def cases(root: Path) -> list[tuple[tuple[str, ...], str]]:
         (("calibrate", "--run-dir", str(damaged)), "float/best.pt: its sha256 does not match"),
         (("calibrate", "--run-dir", str(edited)), "stale: it was made with another config"),
         (("train", "--config", str(cfg), "--run-dir", str(root / "r7"), "--set", "data.val_count=500"), "data.val_count: 500"),
+        # a precision map the quantized stages could not use, refused before the float stage writes
+        (("train", "--config", str(cfg), "--run-dir", str(root / "r8"), "--set", 'quant.int16_modules=["head.refine.*.nope"]'),
+         "quant.int16_modules: 'head.refine.*.nope' names no module of the model"),
+        (("train", "--config", str(cfg), "--run-dir", str(root / "r9"), "--set", 'quant.int16_modules=["neck.stem"]'),
+         "'neck.stem' is off the disparity path"),
+        (("config", "show", "--set", "deploy.opset=17"), "deploy.opset 17 cannot hold the int16 QuantizeLinear"),
         # numbers and names checked before any work
         (("infer", "--model-inputs", f"imgl:{image},imgr:{image},baseline:abc"), "baseline 'abc' is not a number"),
         (("infer", "--model", str(run_dir / "float"), "--imgl", str(image), "--imgr", str(image), "--baseline", "nan", "--f", "1050"),

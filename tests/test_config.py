@@ -22,7 +22,8 @@ def test_defaults_are_the_reference_recipe() -> None:
     assert (c.steps, c.observer, c.percentile) == (20, "percentile", 99.985)
     q = cfg.train.qat
     assert (q.lr, q.epochs, q.gamma) == (5e-5, 40, 0.1)
-    assert (cfg.deploy.input_height, cfg.deploy.input_width, cfg.deploy.opset) == (544, 960, 17)
+    assert (cfg.deploy.input_height, cfg.deploy.input_width, cfg.deploy.opset) == (544, 960, 21)
+    assert cfg.quant.int16_modules[0] == "head.soft_argmin" and "head.refine.*.add" in cfg.quant.int16_modules
 
 
 def test_yaml_file_then_set_overrides(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from stereokit.deploy.graph import Graph, node_macs
+from stereokit.deploy.graph import CONV_OPS, Graph, node_macs
 from stereokit.deploy.target import OpRule, TargetProfile
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
@@ -32,6 +32,7 @@ class NodeCheck:
     device: str  # "accelerator" | "cpu"
     rule: str
     macs: int = 0
+    dtype: str = "float"  # the widest activation type around the node: uint8, int8, int16 or float
 
 
 @dataclass
@@ -97,6 +98,46 @@ def _quantized_output(name: str, g: Graph, target: TargetProfile, depth: int = 0
     return True
 
 
+_WIDTH = {"float": 0, "uint8": 1, "int8": 1, "int16": 2}
+
+
+def _input_dtypes(name: str, g: Graph, target: TargetProfile, depth: int = 0) -> list[str]:
+    """The Q/DQ types a data input was dequantized from (looking through data movement)."""
+    node = g.producer.get(name)
+    if node is None or depth > 32:
+        return []
+    if node.op_type == "DequantizeLinear":
+        return [g.qdq_dtype(node)]
+    if _is_data_movement(node, target) or node.op_type in PASS_THROUGH:
+        return [t for i in _data_inputs(node, g) for t in _input_dtypes(i, g, target, depth + 1)]
+    return []
+
+
+def _output_dtypes(name: str, g: Graph, target: TargetProfile, depth: int = 0) -> list[str]:
+    """The Q types an output is quantized to (looking through data movement and fused activations)."""
+    found: list[str] = []
+    if depth > 32:
+        return found
+    for user in g.consumers.get(name, []):
+        if user.op_type == "QuantizeLinear":
+            found.append(g.qdq_dtype(user))
+        elif _is_data_movement(user, target) or user.op_type in FUSED_ACTIVATIONS + PASS_THROUGH:
+            found += [t for o in user.output for t in _output_dtypes(o, g, target, depth + 1)]
+    return found
+
+
+def _widest(types: list[str]) -> str:
+    return max(types, key=lambda t: _WIDTH.get(t, 0)) if types else "float"
+
+
+def _dtype_failure(types: set[str], rule: OpRule, target: TargetProfile) -> str | None:
+    allowed = [t for t in (rule.dtypes or target.activation_dtypes) if t in target.activation_dtypes]
+    wrong = sorted(t for t in types if t not in allowed)
+    if wrong:
+        return f"{'/'.join(wrong)} activations: {rule.op} on {target.name} takes {', '.join(allowed) or 'none'}"
+    return None
+
+
 def _constraint_failure(node: onnx.NodeProto, g: Graph, rule: OpRule) -> str | None:
     shape = g.shapes.get(node.output[0]) or []
     if len(shape) > rule.max_rank:
@@ -132,8 +173,9 @@ def _describe(node: onnx.NodeProto, g: Graph) -> str:
 
 
 def check_model(model: onnx.ModelProto, target: TargetProfile, float_islands: list[str]) -> CheckReport:
-    """`float_islands`: StereoNet module paths the config keeps at 16 bits or in float; their ops may
-    run on the CPU without being an error."""
+    """`float_islands`: StereoNet module paths the precision map keeps in float; their ops may run on
+    the CPU without being an error. Every node is reported with the widest activation type around
+    it, and a type the profile's op (or the profile) does not take sends it to the CPU."""
     g = Graph.load(model)
     report = CheckReport(target=target.name)
     for value in list(model.graph.input) + list(model.graph.output):
@@ -146,6 +188,8 @@ def check_model(model: onnx.ModelProto, target: TargetProfile, float_islands: li
         if node.op_type in QDQ:
             if len(node.input) < 2 or not node.input[1]:
                 report.errors.append(f"{node.name or node.op_type}: {node.op_type} without a scale.")
+            elif g.qdq_dtype(node) not in _WIDTH:
+                report.errors.append(f"{node.name}: {node.op_type} of type {g.qdq_dtype(node)}, which stereokit does not compile.")
             continue
         if node.op_type in IGNORED:
             continue
@@ -154,25 +198,31 @@ def check_model(model: onnx.ModelProto, target: TargetProfile, float_islands: li
         rule = target.rule(node.op_type)
         quant_in = bool(data_in) and all(_quantized_input(i, g, target) for i in data_in)
         quant_out = all(_quantized_output(o, g, target) for o in node.output)
+        activations = data_in[:1] if node.op_type in CONV_OPS else data_in  # not the weights' int8
+        types = [t for i in activations for t in _input_dtypes(i, g, target)] + [t for o in node.output for t in _output_dtypes(o, g, target)]
+        dtype = _widest(types)
         in_island = any(mark in node.name for mark in island_marks)
         producer = g.producer.get(data_in[0]) if data_in else None
         if (quantized_graph and node.op_type in FUSED_ACTIVATIONS and producer is not None and quant_out
                 and all(_quantized_input(i, g, target) for i in _data_inputs(producer, g))):
-            report.nodes.append(NodeCheck(node.name or node.op_type, node.op_type, "accelerator",
-                                          f"fused into the {producer.op_type} before it"))
+            prod_rule = target.rule(producer.op_type)
+            failure = _dtype_failure(set(types), prod_rule, target) if prod_rule is not None else None
+            device, why = ("cpu", failure) if failure else ("accelerator", f"fused into the {producer.op_type} before it")
+            report.nodes.append(NodeCheck(node.name or node.op_type, node.op_type, device, why, 0, dtype))
             continue
         if not quantized_graph:
             device, why = "cpu", "float model: no QuantizeLinear/DequantizeLinear in the graph"
         elif rule is not None and rule.data_movement:
             if quant_in:
-                device, why = "accelerator", "moves int8 data"
+                failure = _dtype_failure(set(types), rule, target)
+                device, why = ("cpu", failure) if failure else ("accelerator", f"moves {dtype} data")
             else:
                 device, why = "cpu", "moves float data (post-process)" if not _feeds_quantized(node, g) else "moves float data"
         elif not (quant_in and quant_out):
             device = "cpu"
             what = "input" if not quant_in else "output"
             if in_island:
-                why = f"float {what}: a 16-bit/float island named in quant.int16_modules/float_modules"
+                why = f"float {what}: a float island named in quant.float_modules"
             elif node.op_type in target.allowed_float_ops and not quant_out and not _feeds_quantized(node, g):
                 why = f"float {what}: post-process op allowed on the CPU"
             else:
@@ -180,11 +230,12 @@ def check_model(model: onnx.ModelProto, target: TargetProfile, float_islands: li
                 report.errors.append(f"{node.name}: {node.op_type} runs in float between quantized ops and is not an allowed float op.")
         elif rule is None:
             device, why = "cpu", f"{node.op_type} is not an accelerator op of {target.name}"
-        elif (failure := _constraint_failure(node, g, rule)) is not None:
+        elif (failure := _dtype_failure(set(types), rule, target) or _constraint_failure(node, g, rule)) is not None:
             device, why = "cpu", failure
         else:
-            device, why = "accelerator", f"int8 {_describe(node, g)}"
-        report.nodes.append(NodeCheck(node.name or node.op_type, node.op_type, device, why, macs))
+            device, why = "accelerator", f"{dtype} {_describe(node, g)}"
+        runs_quantized = quant_in and (quant_out or (rule is not None and rule.data_movement))
+        report.nodes.append(NodeCheck(node.name or node.op_type, node.op_type, device, why, macs, dtype if runs_quantized else "float"))
     return report
 
 

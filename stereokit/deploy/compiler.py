@@ -12,9 +12,12 @@ import os
 import tempfile
 from collections import Counter
 
+from dataclasses import dataclass
+
 import onnx
 import onnxruntime as ort
 
+from stereokit.deploy.checker import CheckReport
 from stereokit.errors import StereokitError
 
 INTEGER_OPS = {"QLinearConv", "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearAveragePool",
@@ -41,10 +44,57 @@ def op_counts(model: bytes) -> dict[str, int]:
     return dict(Counter(n.op_type for n in proto.graph.node))
 
 
-def float_convs(model: bytes) -> list[str]:
-    """Convs left in float after lowering (allowed only inside islands the check named)."""
-    proto = onnx.load_from_string(model)
-    return [n.name for n in proto.graph.node if n.op_type == "Conv"]
+@dataclass
+class CompiledNode:
+    """One checked IR node and what the lowered graph made of it."""
+
+    name: str
+    op: str
+    predicted: str  # check's device: accelerator | cpu
+    dtype: str
+    compiled: str  # the lowered op, "fused" when ORT folded it into a neighbour
+    runs: str  # integer | int16-simulation | float | fused
+
+
+def confirm_check(report: CheckReport, lowered: bytes) -> list[CompiledNode]:
+    """Compare, node by node, what check predicted with what the lowered graph holds.
+
+    A node check put on the accelerator must be integer after lowering (a QLinear op, or data
+    movement on integer tensors), fused into a neighbour, or, at int16, the DQ -> op -> Q group
+    ONNX Runtime runs in float on int16-valued data (QLinear ops are 8-bit only). Anything else
+    is a contradiction and raises.
+    """
+    proto = onnx.load_from_string(lowered)
+    by_name = {n.name: n for n in proto.graph.node}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    graph_inputs = {i.name for i in proto.graph.input}
+
+    memo: dict[str, bool] = {}
+
+    def float_data(node: onnx.NodeProto) -> bool:
+        """True when the node computes on float tensors (a DQ, a graph input or a float op feeds it)."""
+        if node.op_type.startswith("QLinear") or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            return False
+        if node.name not in memo:
+            feeds = [producer.get(i) for i in node.input if i]
+            memo[node.name] = any(i in graph_inputs for i in node.input) or any(
+                p is not None and (p.op_type == "DequantizeLinear" or float_data(p)) for p in feeds)
+        return memo[node.name]
+
+    rows = []
+    for checked in report.nodes:
+        node = by_name.get(checked.name)
+        if node is None:
+            rows.append(CompiledNode(checked.name, checked.op, checked.device, checked.dtype, "fused", "fused"))
+            continue
+        runs = "float" if float_data(node) else "integer"
+        if runs == "float" and checked.dtype == "int16":
+            runs = "int16-simulation"
+        if checked.device == "accelerator" and runs == "float":
+            raise StereokitError(f"{checked.name}: check put this {checked.op} on the accelerator at {checked.dtype}, but the "
+                                 f"compiled graph runs it in float; the IR and the target profile disagree.", exit_code=1)
+        rows.append(CompiledNode(checked.name, checked.op, checked.device, checked.dtype, node.op_type, runs))
+    return rows
 
 
 def chains_left(model: bytes) -> int:

@@ -12,6 +12,9 @@ _ELEM_BYTES = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.UINT8: 1, onnx.Tensor
                onnx.TensorProto.INT32: 4, onnx.TensorProto.INT64: 8, onnx.TensorProto.FLOAT16: 2,
                onnx.TensorProto.INT16: 2, onnx.TensorProto.UINT16: 2}
 
+_DTYPE_NAMES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8", onnx.TensorProto.INT16: "int16",
+                onnx.TensorProto.UINT16: "uint16", onnx.TensorProto.INT32: "int32"}
+
 
 @dataclass
 class Graph:
@@ -63,6 +66,16 @@ class Graph:
         if node is not None and node.op_type == "Identity":
             return self.constant_value(node.input[0])
         return None
+
+    def qdq_dtype(self, node: onnx.NodeProto) -> str:
+        """The integer type of a QuantizeLinear/DequantizeLinear: its zero point's (uint8 when absent)."""
+        zero = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        if zero is None:
+            return "uint8"
+        elem = self.dtypes.get(zero)
+        if elem is None and (value := self.constant_value(zero)) is not None:
+            return str(value.dtype)
+        return _DTYPE_NAMES.get(elem, "unknown") if elem is not None else "unknown"
 
     def numel(self, name: str) -> int:
         shape = self.shapes.get(name)

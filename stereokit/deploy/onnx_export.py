@@ -8,12 +8,18 @@ from pathlib import Path
 
 import onnx
 import torch
+from onnx import TensorProto, helper, version_converter
 from torch import nn
 
 from stereokit.errors import StereokitError
 
 INPUTS = ("imgl", "imgr")
 OUTPUT = "disparity"
+INT16_DOMAIN = "stereokit"
+
+
+# The TorchScript exporter's newest opset; an IR at a later one (int16 Q/DQ needs 21) is converted.
+TORCHSCRIPT_MAX_OPSET = 20
 
 
 def export_onnx(model: nn.Module, height: int, width: int, opset: int, metadata: dict[str, str]) -> bytes:
@@ -23,9 +29,13 @@ def export_onnx(model: nn.Module, height: int, width: int, opset: int, metadata:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model.eval(), (example, example), buf, input_names=list(INPUTS), output_names=[OUTPUT],
-                          opset_version=opset, dynamo=False, do_constant_folding=True)
+                          opset_version=min(opset, TORCHSCRIPT_MAX_OPSET), dynamo=False, do_constant_folding=True,
+                          custom_opsets={INT16_DOMAIN: 1})
     proto = onnx.load_from_string(buf.getvalue())
     scalarize_qdq_params(proto)
+    lower_int16(proto)
+    if opset > TORCHSCRIPT_MAX_OPSET:
+        proto = version_converter.convert_version(proto, opset)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, str(value)
@@ -55,6 +65,47 @@ def scalarize_qdq_params(proto: onnx.ModelProto) -> None:
             for attr in node.attribute:
                 if attr.name == "value" and list(attr.t.dims) == [1]:
                     del attr.t.dims[:]
+
+
+def lower_int16(proto: onnx.ModelProto) -> None:
+    """Each `stereokit::FakeQuant16` placeholder -> QuantizeLinear -> DequantizeLinear with a scalar
+    float scale and an int16 zero point of 0 (symmetric), named after the placeholder."""
+    nodes: list[onnx.NodeProto] = []
+    for node in proto.graph.node:
+        if node.domain != INT16_DOMAIN:
+            nodes.append(node)
+            continue
+        scale = next(a.f for a in node.attribute if a.name == "scale")
+        base = node.output[0]
+        proto.graph.initializer.extend([helper.make_tensor(f"{base}_scale16", TensorProto.FLOAT, [], [scale]),
+                                        helper.make_tensor(f"{base}_zero16", TensorProto.INT16, [], [0])])
+        params = [f"{base}_scale16", f"{base}_zero16"]
+        nodes.append(helper.make_node("QuantizeLinear", [node.input[0], *params], [f"{base}_q16"], name=f"{node.name}_Q16"))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{base}_q16", *params], [base], name=f"{node.name}_DQ16"))
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    for entry in [o for o in proto.opset_import if o.domain == INT16_DOMAIN]:
+        proto.opset_import.remove(entry)
+    # shapes inferred by the exporter for the placeholders are unknown; onnx infers them again
+    del proto.graph.value_info[:]
+
+
+def output_quantization(proto: onnx.ModelProto) -> tuple[str, float] | None:
+    """(type, scale) of the last DequantizeLinear before the output: the disparity's grid, normalised
+    to [0, 1) (times maxdisp it is the step in pixels). None for a float model."""
+    from stereokit.deploy.graph import Graph
+
+    g = Graph.load(proto)
+    name = proto.graph.output[0].name
+    for _ in range(64):
+        node = g.producer.get(name)
+        if node is None:
+            return None
+        if node.op_type == "DequantizeLinear":
+            scale = g.constant_value(node.input[1])
+            return g.qdq_dtype(node), float(scale.reshape(-1)[0]) if scale is not None else float("nan")
+        name = node.input[0]
+    return None
 
 
 def read_metadata(path: Path) -> dict[str, str]:

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from stereokit.deploy.checker import IGNORED, QDQ, CheckReport
-from stereokit.deploy.graph import CONV_OPS, Graph, conv_weight_input
+from stereokit.deploy.graph import CONV_OPS, Graph, conv_weight_input, node_macs
 from stereokit.deploy.providers import make_session
 from stereokit.deploy.target import TargetProfile
 
@@ -34,24 +34,25 @@ class LayerCost:
 
 def estimate(model: onnx.ModelProto, report: CheckReport, target: TargetProfile) -> list[LayerCost]:
     g = Graph.load(model)
-    devices = {n.name: n.device for n in report.nodes}
+    checked = {n.name: n for n in report.nodes}
     rows = []
     for node in model.graph.node:
         if node.op_type in QDQ or node.op_type in IGNORED:
             continue
         name = node.name or node.op_type
-        device = devices.get(name, "cpu")
-        elem = 1 if device == "accelerator" else 4
+        check = checked.get(name)
+        device = check.device if check is not None else "cpu"
+        # bytes an activation element costs where the node runs: 1 (8-bit), 2 (int16), 4 (float on the CPU)
+        elem = {"int16": 2}.get(check.dtype, 1) if check is not None and device == "accelerator" else 4
         moved = sum(g.numel(i) * elem for i in node.input if i and i not in g.constants)
         moved += sum(g.numel(o) * elem for o in node.output)
-        macs = 0
+        macs = node_macs(g, node)
         if node.op_type in CONV_OPS:
             weight = conv_weight_input(node)
             dq = g.producer.get(weight)
             shape = g.shapes.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else g.shapes.get(weight)
             if shape:
-                moved += int(np.prod(shape)) * elem
-                macs = g.numel(node.output[0]) * int(np.prod(shape[1:]))
+                moved += int(np.prod(shape)) * (1 if device == "accelerator" else 4)
         rate_mac = target.macs_per_cycle if device == "accelerator" else target.cpu_macs_per_cycle
         rate_byte = target.bytes_per_cycle if device == "accelerator" else target.cpu_bytes_per_cycle
         compute, memory = macs / rate_mac, moved / rate_byte

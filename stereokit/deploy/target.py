@@ -23,6 +23,7 @@ class OpRule(BaseModel):
     max_channels: int | None = None
     resize_modes: list[str] | None = None
     max_rank: int = 4
+    dtypes: list[str] | None = Field(None, description="activation types this op takes on the accelerator; default the profile's activation_dtypes")
     data_movement: bool = Field(False, description="moves int8 data without arithmetic (needs no Q/DQ of its own)")
 
 
@@ -31,7 +32,7 @@ class TargetProfile(BaseModel):
 
     name: str
     description: str = ""
-    activation_dtypes: list[str] = ["uint8", "int8"]
+    activation_dtypes: list[str] = Field(["uint8", "int8"], description="activation types the accelerator takes at all (uint8, int8, int16)")
     macs_per_cycle: float = Field(gt=0)
     bytes_per_cycle: float = Field(gt=0)
     frequency_mhz: float = Field(gt=0)

@@ -3,18 +3,71 @@
 BN is folded into the convs, weights become int8, convs accumulate in int32 and requantize to the
 next layer's scale: the same scales and zero points the fake-quant model learned. Runs on CPU only
 (PyTorch has no quantized CUDA kernels for these ops).
+
+torch has no int16 kernels: each disparity-path block that holds a 16-bit activation (see
+`int16_blocks`) stays its fake-quant self, a simulation on the quantization grid (every activation
+an int16 or int8 grid value, float32 accumulation, round-half-to-even), which is also how ONNX
+Runtime runs the IR's int16 DQ -> op -> Q groups.
 """
 
 from __future__ import annotations
 
 import copy
 
+import torch
 import torch.ao.nn.quantized as nnq
-from torch import nn
-from torch.ao.quantization import convert
+from torch import Tensor, nn
+from torch.ao.quantization import FakeQuantize, convert
 from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings
 
-from stereokit.quant.prepare import Island, QuantStereoNet
+from stereokit.quant.prepare import Island, QuantStereoNet, int16_blocks, is_16bit
+
+# The quantizer of each simulated block's output (what the next, integer, block reads).
+_OUTPUT_QUANTIZER = {"soft_argmin": "regression.activation_post_process", "refine": "add.activation_post_process"}
+
+
+class Simulated(nn.Module):
+    """A block run as its fake-quant simulation between integer blocks.
+
+    Quantized inputs are dequantized (exact: the values are grid points); an 8-bit output leaves as
+    a quantized tensor with its quantizer's scale, a 16-bit one as float on the int16 grid (its
+    readers are simulated too, or the final DeQuantize, which passes float through).
+    """
+
+    def __init__(self, inner: nn.Module, output: FakeQuantize) -> None:
+        super().__init__()
+        self.inner = inner
+        self.out_qparams = None if is_16bit(output) else (float(output.scale.flatten()[0]), int(output.zero_point.flatten()[0]), output.dtype)
+
+    def forward(self, *args: Tensor) -> Tensor:
+        args = tuple(a.dequantize() if isinstance(a, Tensor) and a.is_quantized else a for a in args)
+        out = self.inner(*args)
+        if self.out_qparams is None:
+            return out
+        scale, zero_point, dtype = self.out_qparams
+        return torch.quantize_per_tensor(out, scale, zero_point, dtype)
+
+    @classmethod
+    def from_observed(cls, observed: "Simulated") -> "Simulated":
+        return observed
+
+
+def simulate_int16_blocks(model: QuantStereoNet) -> list[str]:
+    """Wrap every 16-bit block of `model` (in place) so conversion leaves it alone; returns their paths."""
+    net = model.model
+    blocks = [name for name in int16_blocks(net, list(_precision_names(net)))]
+    for name in blocks:
+        inner = net.get_submodule(name)
+        output = inner.get_submodule(_OUTPUT_QUANTIZER[name.split(".")[1]])
+        parent_name, _, child = name.rpartition(".")
+        setattr(net.get_submodule(parent_name), child, Simulated(inner, output))
+    return blocks
+
+
+def _precision_names(net: nn.Module) -> list[str]:
+    """Modules of the prepared model whose own output quantizer is 16-bit."""
+    return [name.removesuffix(".activation_post_process") for name, m in net.named_modules()
+            if name.endswith("activation_post_process") and is_16bit(m)]
 
 
 def to_int_model(qat_model: QuantStereoNet) -> nn.Module:
@@ -22,8 +75,9 @@ def to_int_model(qat_model: QuantStereoNet) -> nn.Module:
     lanes on CPUs without VNNI and saturate with full-range activations; `quant.reduce_range`
     (7-bit activations, the default) keeps the integer model equal to the fake-quant one."""
     model = copy.deepcopy(qat_model).cpu().eval()
+    simulate_int16_blocks(model)
     mapping = dict(get_default_static_quant_module_mappings())
     mapping[nn.Softmax] = nnq.Softmax
-    islands = {"observed_to_quantized_custom_module_class": {Island: Island}}
-    # remove_qconfig=False: torch would also strip the observers inside the islands' fake-quants.
-    return convert(model, mapping=mapping, inplace=False, remove_qconfig=False, convert_custom_config_dict=islands)
+    kept = {"observed_to_quantized_custom_module_class": {Island: Island, Simulated: Simulated}}
+    # remove_qconfig=False: torch would also strip the observers inside the kept blocks' fake-quants.
+    return convert(model, mapping=mapping, inplace=False, remove_qconfig=False, convert_custom_config_dict=kept)

@@ -55,11 +55,49 @@ def fold_bn(model: nn.Module) -> nn.Module:
     return model
 
 
+class FakeQuant16(torch.autograd.Function):
+    """Symmetric int16 fake-quant whose ONNX form is a placeholder node, `stereokit::FakeQuant16`.
+
+    The TorchScript exporter writes QuantizeLinear only for the 8-bit ranges (and only up to opset
+    20, while int16 needs 21); `onnx_export.lower_int16` turns each placeholder into an int16
+    QuantizeLinear -> DequantizeLinear pair after the export.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        return torch.fake_quantize_per_tensor_affine(x, scale, 0, -32768, 32767)
+
+    @staticmethod
+    def symbolic(g, x, scale: float):  # type: ignore[no-untyped-def]
+        out = g.op("stereokit::FakeQuant16", x, scale_f=float(scale))
+        out.setType(x.type())  # same shape and type: tells the exporter's shape inference so
+        return out
+
+
+class ExportFakeQuant16(nn.Module):
+    """A frozen 16-bit activation quantizer, as the exporter sees it."""
+
+    def __init__(self, fq: FakeQuantize) -> None:
+        super().__init__()
+        if int(fq.zero_point.flatten()[0]) != 0:
+            raise ValueError("16-bit activations are symmetric (zero point 0)")
+        self.scale = float(fq.scale.flatten()[0])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return FakeQuant16.apply(x, self.scale)
+
+
+def _export_16bit(model: nn.Module) -> None:
+    for name, child in list(model.named_children()):
+        if isinstance(child, FakeQuantize) and child.quant_max - child.quant_min > 255:
+            setattr(model, name, ExportFakeQuant16(child))
+        else:
+            _export_16bit(child)
+
+
 def export_copy(model: nn.Module) -> nn.Module:
-    """Eval, observers frozen, BN folded; 16-bit fake-quants off (the IR keeps those ops in float)."""
+    """Eval, observers frozen, BN folded; 16-bit fake-quants as exportable int16 placeholders."""
     folded = fold_bn(copy.deepcopy(model).cpu().eval())
     set_observers(folded, False, weights_too=True)
-    for module in folded.modules():
-        if isinstance(module, FakeQuantize) and module.quant_max - module.quant_min > 255:
-            module.disable_fake_quant()
+    _export_16bit(folded)
     return folded

@@ -8,6 +8,8 @@ cost-volume slices and multiplications, softmax and the soft-argmin regression, 
 from __future__ import annotations
 
 import copy
+import fnmatch
+import re
 from typing import Iterator
 
 import torch
@@ -41,11 +43,10 @@ class QuantStereoNet(nn.Module):
 
 
 class Island(nn.Module):
-    """A module kept out of the 8-bit integer path: at 16 bits (simulated) or in float.
+    """A module kept in float (quant.float_modules): a CPU fallback by name.
 
     Quantized inputs are dequantized on the way in; the output goes back to 8 bits through its own
-    quantizer, so the layers around it stay integer. PyTorch has no 16-bit kernels, so the integer
-    model keeps the island as its fake-quant simulation (`from_observed` converts only the boundary).
+    quantizer, so the layers around it stay integer.
     """
 
     def __init__(self, inner: nn.Module) -> None:
@@ -63,29 +64,77 @@ class Island(nn.Module):
         return observed
 
 
-def make_islands(model: nn.Module, int16: list[str], float_: list[str], cfg: StereokitConfig) -> None:
-    """Wrap the named modules (paths inside StereoNet) as islands and give them their qconfig."""
-    for name, bits16 in [(n, True) for n in int16] + [(n, False) for n in float_]:
-        try:
-            inner = model.get_submodule(name)
-        except AttributeError:
-            raise StereokitError(f"quant: no module '{name}' in the model (int16_modules / float_modules).") from None
+# Where 16-bit activations may live, and the block int_infer simulates for each (torch has no int16
+# kernels): the soft-argmin, and a refinement level as a whole (its conv_in reads the 16-bit concat).
+DISPARITY_PATH = re.compile(r"^head\.(soft_argmin|refine\.\d+)(\.|$)")
+
+
+def path_matches(name: str, pattern: str) -> bool:
+    """fnmatch per dotted segment: `head.refine.*.add` is each level's add, not the adds inside it."""
+    parts, wanted = name.split("."), pattern.split(".")
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted))
+
+
+def match_modules(model: nn.Module, patterns: list[str], setting: str) -> list[str]:
+    """Module paths (inside StereoNet) matching each pattern; a pattern matching none is refused."""
+    names = [name for name, _ in model.named_modules() if name]
+    found: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in names if path_matches(n, pattern)]
+        if not hits:
+            raise StereokitError(f"{setting}: '{pattern}' names no module of the model (paths look like head.refine.0.cat).")
+        found += [h for h in hits if h not in found]
+    return found
+
+
+def int16_blocks(model: nn.Module, patterns: list[str]) -> list[str]:
+    """The disparity-path blocks (head.soft_argmin, head.refine.N) that hold a 16-bit activation."""
+    blocks: list[str] = []
+    for name in match_modules(model, patterns, "quant.int16_modules"):
+        hit = DISPARITY_PATH.match(name)
+        if hit is None:
+            raise StereokitError(f"quant.int16_modules: '{name}' is off the disparity path; 16-bit activations are "
+                                 "supported in head.soft_argmin and head.refine.N only.")
+        block = "head." + hit.group(1)
+        if block not in blocks:
+            blocks.append(block)
+    return blocks
+
+
+def check_precision_map(model: nn.Module, cfg: StereokitConfig) -> None:
+    """Refuse (one sentence) a precision map that names no module or a module it cannot run at 16 bits."""
+    int16_blocks(model, cfg.quant.int16_modules)
+    match_modules(model, cfg.quant.float_modules, "quant.float_modules")
+
+
+def set_precision(model: nn.Module, cfg: StereokitConfig) -> None:
+    """The precision map as qconfigs: int16 activations (int8 weights) for quant.int16_modules, float
+    islands for quant.float_modules, the 8-bit contract everywhere else."""
+    check_precision_map(model, cfg)
+    for name in match_modules(model, cfg.quant.int16_modules, "quant.int16_modules"):
+        model.get_submodule(name).qconfig = build_qconfig(cfg.quant, cfg.train.calibration, bits16=True)
+    for name in match_modules(model, cfg.quant.float_modules, "quant.float_modules"):
+        inner = model.get_submodule(name)
         island = Island(inner)
         island.qconfig = build_qconfig(cfg.quant, cfg.train.calibration)
-        inner.qconfig = build_qconfig(cfg.quant, cfg.train.calibration, bits16=True) if bits16 else None
+        inner.qconfig = None
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, island)
 
 
+def is_16bit(fq: nn.Module) -> bool:
+    return isinstance(fq, FakeQuantize) and fq.quant_max - fq.quant_min > 255
+
+
 def softmax_at_16_bits(model: nn.Module) -> None:
-    """torch gives every softmax a fixed 8-bit output scale of 1/256; inside a 16-bit island the
-    softmax keeps 1/32768 (its output lies in [0, 1])."""
-    for island in [m for m in model.modules() if isinstance(m, Island)]:
-        for module in island.inner.modules():
-            if isinstance(module, nn.Softmax) and getattr(module, "qconfig", None) is not None:
-                observer = FixedQParamsObserver.with_args(scale=1.0 / 32768, zero_point=0, dtype=torch.qint32,
-                                                          quant_min=0, quant_max=32767)
-                module.activation_post_process = FixedQParamsFakeQuantize(observer=observer)
+    """torch gives every softmax a fixed 8-bit output scale of 1/256; a 16-bit softmax keeps
+    1/32768 (its output lies in [0, 1])."""
+    for module in model.modules():
+        qconfig = getattr(module, "qconfig", None)
+        if isinstance(module, nn.Softmax) and qconfig is not None and is_16bit(qconfig.activation()):
+            observer = FixedQParamsObserver.with_args(scale=1.0 / 32768, zero_point=0, dtype=torch.qint32,
+                                                      quant_min=-32768, quant_max=32767)
+            module.activation_post_process = FixedQParamsFakeQuantize(observer=observer)
 
 
 def conv_bn_groups(model: nn.Module) -> Iterator[nn.Sequential]:
@@ -142,7 +191,7 @@ def prepare_quant_model(float_model: StereoNet, cfg: StereokitConfig) -> QuantSt
     model = QuantStereoNet(copy.deepcopy(float_model)).train()
     fuse_stereonet(model)
     model.qconfig = build_qconfig(cfg.quant, cfg.train.calibration)
-    make_islands(model.model, cfg.quant.int16_modules, cfg.quant.float_modules, cfg)
+    set_precision(model.model, cfg)
     prepare_qat(model, mapping=dict(get_default_qat_module_mappings()), inplace=True)
     softmax_at_16_bits(model)
     # The fixed correlation and regression weights stay fixed through QAT, exactly representable.

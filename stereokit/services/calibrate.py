@@ -82,7 +82,7 @@ def _calibrate(cfg: StereokitConfig, run_dir: Path, out: Path, model: torch.nn.M
     save_checkpoint(checkpoint, {"model": model.state_dict(), "config_hash": config_hash(cfg), "stage": "calibration"})
     atomic_write_text(out / "scales.json", json.dumps(scales, indent=2))
     record.details.update({"observer": calib.observer, "percentile": calib.percentile, "activation_scales": scales,
-                           "float_modules": cfg.quant.float_modules})
+                           "int16_modules": cfg.quant.int16_modules, "float_modules": cfg.quant.float_modules})
     metrics = {"batches": batches, "images": images}
     finish_stage(run_dir, record, [checkpoint, out / "scales.json"], metrics)
     return CalibrateResult(run_dir=run_dir, batches=batches, images=images, observer=calib.observer,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import onnx
@@ -19,6 +20,7 @@ class NodeRow(BaseModel):
     device: str
     rule: str
     macs: int
+    dtype: str
 
 
 class CheckResult(BaseModel):
@@ -31,6 +33,7 @@ class CheckResult(BaseModel):
     accelerator_share: float
     fallbacks: int
     errors: list[str]
+    dtypes: dict[str, int]
 
 
 def resolve_onnx(path: Path) -> Path:
@@ -54,16 +57,25 @@ def ir_metadata(model: onnx.ModelProto, name: str) -> dict[str, str]:
     return meta
 
 
-def islands_for(model: onnx.ModelProto, name: str) -> list[str]:
-    """The module paths kept out of the 8-bit path (16-bit and float), read from the IR itself."""
+def precision_map(model: onnx.ModelProto, name: str) -> dict[str, list[str]]:
+    """The IR's own precision map ({"int16_modules": [...], "float_modules": [...]}), so a copied
+    .onnx checks and compiles the same as the one in its run."""
     meta = ir_metadata(model, name)
-    try:
-        islands = json.loads(meta["int16_modules"]) + json.loads(meta["float_modules"])
-    except (ValueError, TypeError):
-        islands = None
-    if not isinstance(islands, list) or not all(isinstance(p, str) for p in islands):
-        raise StereokitError(f"{name}: its int16_modules/float_modules metadata is not a JSON list of module paths.")
-    return islands
+    result = {}
+    for key in ("int16_modules", "float_modules"):
+        try:
+            paths = json.loads(meta[key])
+        except (ValueError, TypeError):
+            paths = None
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise StereokitError(f"{name}: its {key} metadata is not a JSON list of module paths.")
+        result[key] = paths
+    return result
+
+
+def islands_for(model: onnx.ModelProto, name: str) -> list[str]:
+    """The module paths the precision map keeps in float (their ops may fall back to the CPU)."""
+    return precision_map(model, name)["float_modules"]
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
@@ -80,6 +92,7 @@ def to_result(path: Path, report: CheckReport) -> CheckResult:
         nodes=[NodeRow(**n.__dict__) for n in report.nodes], by_op=report.by_op(), macs=macs,
         accelerator_macs=report.accelerator_macs, accelerator_share=report.accelerator_macs / macs if macs else 0.0,
         fallbacks=len(report.fallbacks), errors=report.errors,
+        dtypes=dict(Counter(n.dtype for n in report.nodes)),
     )
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from stereokit import __version__
 from stereokit.config import StereokitConfig, config_hash
-from stereokit.deploy.onnx_export import INPUTS, OUTPUT, export_onnx
+from stereokit.deploy.onnx_export import INPUTS, OUTPUT, export_onnx, output_quantization
 from stereokit.errors import StereokitError
 from stereokit.models.postprocess import DeployModel
 from stereokit.quant.fold import export_copy
@@ -31,6 +31,8 @@ class ExportResult(BaseModel):
     input_shape: list[int]
     opset: int
     op_counts: dict[str, int]
+    output_dtype: str = "float"
+    output_step_px: float | None = None
     moved_aside: list[str] = []
 
 
@@ -89,12 +91,16 @@ def run_export(stage_path: Path, force: bool = False) -> ExportResult:
         atomic_write_bytes(path, data)
         counts = op_counts(data)
         proto = onnx.load_from_string(data)
+        grid = output_quantization(proto)
+        out_dtype, step = (grid[0], grid[1] * cfg.model.maxdisp) if grid else ("float", None)
         record.details.update({
             "inputs": {name: [1, 3, cfg.deploy.input_height, cfg.deploy.input_width] for name in INPUTS},
             "output": {OUTPUT: [1, 1, cfg.deploy.input_height, cfg.deploy.input_width]},
             "metadata": {p.key: p.value for p in proto.metadata_props},
             "source_record_finished": record_in.finished,
+            "output_dtype": out_dtype,
+            "output_step_px": step,
         })
         finish_stage(run_dir, record, [path], {"op_counts": counts, "bytes": len(data)})
     return ExportResult(source=source, model=path, bytes=len(data), input_shape=[1, 3, cfg.deploy.input_height, cfg.deploy.input_width],
-                        opset=cfg.deploy.opset, op_counts=counts, moved_aside=moved)
+                        opset=cfg.deploy.opset, op_counts=counts, output_dtype=out_dtype, output_step_px=step, moved_aside=moved)

@@ -56,7 +56,7 @@ def run_qat(run_dir: Path, resume: bool = False, force: bool = False, show_progr
         loaders = training_loaders(cfg, cfg.train.qat.batch_size)
         moved = prepare_stage_dir(run_dir, "qat", resume, force, info)
         record = StageRecord(stage="qat", config_hash=config_hash(cfg), inputs=[source_art])
-        record.details["float_modules"] = cfg.quant.float_modules
+        record.details.update({"int16_modules": cfg.quant.int16_modules, "float_modules": cfg.quant.float_modules})
         hook = qat_step_hook(cfg)
         result = run_fit_stage(cfg, run_dir, "qat", model, qat_settings(cfg), loaders, info, device,
                                resume, record, on_step=hook, show_progress=show_progress, moved_aside=moved)

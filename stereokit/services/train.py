@@ -22,6 +22,7 @@ from stereokit.engine.distributed import DistInfo, barrier, init_distributed, sh
 from stereokit.engine.trainer import FitResult, LoopSettings, TrainingDiverged, TrainingInterrupted, fit
 from stereokit.errors import StageError, StereokitError
 from stereokit.models import build_stereonet
+from stereokit.quant.prepare import check_precision_map
 from stereokit.lineage import clear_for_rerun, live_lock, stage_lock
 from stereokit.runs import StageRecord, atomic_write_text, finish_stage, init_run, stage_dir, write_stage_record
 
@@ -153,6 +154,7 @@ def run_train_float(
     info, device = init_distributed(cfg.device)
     try:
         loaders = training_loaders(cfg, cfg.train.float.batch_size)  # bad data is refused before anything is written
+        check_precision_map(build_stereonet(cfg.model), cfg)  # and a precision map the later stages could not use
         if resume and (stage_dir(run_dir, "float") / "checkpoint.pt").is_file():
             resume_state(stage_dir(run_dir, "float"), build_stereonet(cfg.model), cfg)  # a damaged checkpoint, too
         moved = prepare_stage_dir(run_dir, "float", resume, force, info)

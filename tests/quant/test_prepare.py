@@ -10,7 +10,15 @@ import torch.ao.nn.qat as nnqat
 from torch import nn
 from torch.ao.quantization import FakeQuantize
 
+import re
+
+import pytest
+
 from stereokit.config import StereokitConfig
+from stereokit.deploy.graph import Graph
+from stereokit.errors import StereokitError
+from stereokit.models.postprocess import DeployModel
+from stereokit.quant.convert import Simulated
 from stereokit.models import build_stereonet
 from stereokit.quant.convert import to_int_model
 from stereokit.deploy.onnx_export import export_onnx
@@ -46,7 +54,10 @@ def test_every_conv_has_int8_weights_and_quantized_input_and_output(small_cfg: S
     int_model = to_int_model(model)
     float_convs = [n for n, m in int_model.named_modules() if type(m) in (nn.Conv2d, nn.Conv3d)]
     assert float_convs == []
-    assert isinstance(int_model.model.head.soft_argmin.requant, torch.ao.nn.quantized.Quantize)  # the 16-bit island hands back 8 bits
+    # torch has no int16 kernels: the 16-bit blocks stay their fake-quant simulation, the rest is integer
+    assert {type(int_model.model.head.soft_argmin), type(int_model.model.head.refine[0])} == {Simulated}
+    assert isinstance(int_model.model.head.refine[0].inner.blocks[0].conv1[0], nniqat.ConvBnReLU2d)
+    assert isinstance(int_model.model.head.aggregation.out, torch.ao.nn.quantized.Conv3d)
 
 
 def test_fake_quant_and_integer_models_agree(small_cfg: StereokitConfig) -> None:
@@ -73,7 +84,7 @@ def test_the_fake_quant_model_exports_to_onnx_qdq(small_cfg: StereokitConfig, tm
             return self.inner(a, b)[-1]
 
     folded = Final(export_copy(model))
-    path.write_bytes(export_onnx(folded, 64, 128, 17, {"test": "1"}))
+    path.write_bytes(export_onnx(folded, 64, 128, 21, {"test": "1"}))
     graph = onnx.load(str(path))
     ops = {n.op_type for n in graph.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
@@ -84,7 +95,7 @@ def test_the_fake_quant_model_exports_to_onnx_qdq(small_cfg: StereokitConfig, tm
         want = Final(model)(x[:1], x[:1]).numpy()
         folded_out = folded(x[:1], x[:1]).numpy()
     assert np.abs(got - folded_out).max() < 2 / 255
-    # folding and dropping the 16-bit simulation change the result by at most a few 8-bit steps
+    # folding changes the result by at most a few 8-bit steps
     assert np.abs(folded_out - want).max() < 4 / 255
 
 
@@ -101,6 +112,59 @@ def test_percentile_observer_ignores_outliers() -> None:
 def test_activation_quantizers_cover_the_cost_volume_and_soft_argmin(small_cfg: StereokitConfig) -> None:
     _, model, _ = _calibrated(small_cfg)
     names = {n for n, _ in activation_fake_quants(model)}
-    for needle in ("head.cost_volume.mul", "head.cost_volume.cat_volume", "head.soft_argmin.inner.softmax",
-                   "head.soft_argmin.inner.regression", "head.soft_argmin.requant", "head.refine.3.add", "neck.stage1.0.add", "quant"):
+    for needle in ("head.cost_volume.mul", "head.cost_volume.cat_volume", "head.soft_argmin.softmax",
+                   "head.soft_argmin.regression", "head.refine.3.add", "neck.stage1.0.add", "quant"):
         assert any(needle in n for n in names), needle
+
+
+def _int16_quantizers(model: nn.Module) -> set[str]:
+    return {n.removesuffix(".activation_post_process") for n, fq in activation_fake_quants(model) if fq.quant_max - fq.quant_min > 255}
+
+
+def test_the_precision_map_puts_int16_exactly_where_the_reference_does(small_cfg: StereokitConfig) -> None:
+    _, model, _ = _calibrated(small_cfg)
+    bits16 = _int16_quantizers(model)
+    levels = range(small_cfg.model.refine_levels)
+    want = {"model.head.soft_argmin.softmax", "model.head.soft_argmin.regression"}
+    for i in levels:
+        want |= {f"model.head.refine.{i}.upsample.quant", f"model.head.refine.{i}.cat", f"model.head.refine.{i}.residual", f"model.head.refine.{i}.add"}
+    assert bits16 == want  # the refinement features (conv_in, blocks) stay 8-bit
+    softmax = model.model.head.soft_argmin.softmax.activation_post_process
+    assert float(softmax.scale) == 1.0 / 32768
+    all8 = small_cfg.model_copy(update={"quant": small_cfg.quant.model_copy(update={"int16_modules": []})})
+    assert _int16_quantizers(prepare_quant_model(build_stereonet(all8.model), all8)) == set()
+
+
+def test_a_precision_map_naming_no_module_or_one_off_the_disparity_path_is_one_sentence(small_cfg: StereokitConfig) -> None:
+    float_model = build_stereonet(small_cfg.model)
+    for modules, message in ((["head.refine.*.nothing"], "'head.refine.*.nothing' names no module of the model"),
+                             (["neck.stage1"], "'neck.stage1' is off the disparity path")):
+        cfg = small_cfg.model_copy(update={"quant": small_cfg.quant.model_copy(update={"int16_modules": modules})})
+        with pytest.raises(StereokitError, match=re.escape(message)):
+            prepare_quant_model(float_model, cfg)
+
+
+def test_the_ir_has_int16_qdq_around_the_map_and_no_float_compute_elsewhere(small_cfg: StereokitConfig) -> None:
+    cfg = small_cfg.model_copy(update={"model": small_cfg.model.model_copy(update={"maxdisp": 192})})
+    _, model, _ = _calibrated(cfg)
+    proto = onnx.load_from_string(export_onnx(DeployModel(export_copy(model)), 64, 128, 21, {}))
+    assert proto.opset_import[0].version == 21
+    g = Graph.load(proto)
+    int16_q = [n for n in proto.graph.node if n.op_type == "QuantizeLinear" and g.qdq_dtype(n) == "int16"]
+    assert len(int16_q) == len(_int16_quantizers(model))
+    for q in int16_q:  # each int16 quantizer sits behind an op of a 16-bit module
+        producer = g.producer[q.input[0]]
+        assert re.search(r"/head/(soft_argmin|refine\.\d+)/", producer.name) and "/blocks/" not in producer.name, producer.name
+        assert producer.op_type in ("Softmax", "Conv", "Resize", "Concat", "Relu"), producer.name
+    def source(name: str) -> str:  # looking through data movement
+        node = g.producer[name]
+        return source(node.input[0]) if node.op_type in ("Slice", "Split", "Squeeze", "Unsqueeze", "Reshape", "Identity") else node.op_type
+
+    for node in proto.graph.node:
+        if node.op_type in ("Conv", "Softmax", "Mul") and node.name.startswith("/model/"):
+            assert source(node.input[0]) == "DequantizeLinear", f"{node.name} computes on float"
+    # the final disparity: the last quantizer before the output is int16, its step at maxdisp 192 under 0.01 px
+    last = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"][-1]
+    step_px = float(g.constant_value(last.input[1])) * 192
+    assert g.qdq_dtype(last) == "int16" and step_px < 0.01
+

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -18,7 +19,10 @@ from stereokit.config import load_config
 from stereokit.data.pfm import read_pfm
 from stereokit.data.sceneflow import read_split
 from stereokit.data.dataset import build_dataloader
+from stereokit.deploy.checker import check_model
+from stereokit.deploy.compiler import confirm_check, lower_to_integer
 from stereokit.deploy.hbm import load_hbm, pack_hbm, unpack_hbm
+from stereokit.deploy.target import load_target
 from stereokit.engine.evaluate import evaluate
 from stereokit.errors import StageError, StereokitError
 from stereokit.lineage import require_stage
@@ -57,12 +61,14 @@ def test_export_is_a_checked_static_qdq_graph(deployed: Path) -> None:
         assert [d.dim_value for d in value.type.tensor_type.shape.dim][2:] == [64, 128]
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "BatchNormalization" not in ops
-    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == 21  # int16 Q/DQ
     props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["int16_modules"])[0] == "head.soft_argmin"
     assert props["input_layout"] == "NCHW" and props["input_normalisation"] == "(x - 128) / 128"
     assert props["source_stage"] == "qat" and props["maxdisp"] == "32"
     record = require_stage(deployed, "export")
     assert record.inputs[0].path == "qat/best.pt" and record.details["inputs"]["imgl"] == [1, 3, 64, 128]
+    assert record.details["output_dtype"] == "int16" and record.details["output_step_px"] < 32 / 32767 * 1.5
     float_ops = {n.op_type for n in onnx.load(str(deployed / "export_float" / "model.onnx")).graph.node}
     assert "QuantizeLinear" not in float_ops
 
@@ -71,9 +77,12 @@ def test_check_puts_every_conv_on_the_accelerator(deployed: Path, tmp_path: Path
     report = run_check(deployed / "export")
     assert report.errors == []
     convs = [n for n in report.nodes if n.op == "Conv"]
-    on_cpu = [n for n in convs if n.device == "cpu"]
-    assert len(on_cpu) == 1 and "soft_argmin" in on_cpu[0].name and "island" in on_cpu[0].rule
-    assert report.accelerator_share > 0.99
+    assert convs and all(n.device == "accelerator" for n in convs)
+    int16 = {n.name for n in report.nodes if n.dtype == "int16"}
+    assert any("soft_argmin/regression" in n for n in int16) and any("refine.0/residual" in n for n in int16)
+    assert not any("/blocks/" in n for n in int16)  # the refinement features stay 8-bit
+    assert report.dtypes["int16"] == len(int16) and report.dtypes["uint8"] > 40
+    assert report.accelerator_share == 1.0
     assert all(n.rule for n in report.nodes)
     strict_target = json.loads((Path(__file__).parents[2] / "stereokit/deploy/targets/bpu-sim.json").read_text())
     strict_target["name"] = "tiny-npu"
@@ -86,14 +95,60 @@ def test_check_puts_every_conv_on_the_accelerator(deployed: Path, tmp_path: Path
     assert float_report.fallbacks == len(float_report.nodes) and float_report.accelerator_share == 0.0
 
 
+def test_a_target_without_int16_names_every_int16_node(deployed: Path, tmp_path: Path) -> None:
+    profile = json.loads((Path(__file__).parents[2] / "stereokit/deploy/targets/bpu-sim.json").read_text())
+    profile.update(name="npu8", activation_dtypes=["uint8", "int8"])
+    (tmp_path / "npu8.json").write_text(json.dumps(profile))
+    int16 = [n.name for n in run_check(deployed / "export").nodes if n.dtype == "int16"]
+    result = subprocess.run([STEREOKIT, "check", str(deployed / "export"), "--target", str(tmp_path / "npu8.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for name in int16:
+        assert f"{name} (" in result.stdout.replace("\n", "")  # named, one line each
+    report = run_check(deployed / "export", str(tmp_path / "npu8.json"))
+    quantized_on_cpu = [n for n in report.nodes if n.device == "cpu" and n.dtype != "float"]
+    assert {n.name for n in quantized_on_cpu} == set(int16)
+    assert all("int16 activations" in n.rule for n in quantized_on_cpu)
+    as_json = subprocess.run([STEREOKIT, "check", str(deployed / "export"), "--target", str(tmp_path / "npu8.json"), "--json"],
+                             capture_output=True, text=True, timeout=300)
+    assert {n["name"]: n["dtype"] for n in json.loads(as_json.stdout)["nodes"]}[int16[0]] == "int16"
+    run = _copy_run(deployed, tmp_path)
+    first_fallback = next(n for n in report.nodes if n.device == "cpu")
+    with pytest.raises(StereokitError, match=re.escape(f"first: {first_fallback.name} (")):
+        run_compile(run / "export", str(tmp_path / "npu8.json"), strict=True, force=True, measure_runs=1)
+
+
+def test_compile_fails_where_the_compiled_graph_contradicts_check(deployed: Path) -> None:
+    """An 8-bit node check put on the accelerator but left in float by the lowering is refused by name."""
+    ir = onnx.load(str(deployed / "export" / "model.onnx"))
+    report = check_model(ir, load_target("bpu-sim"), [])
+    lowered = onnx.load_from_string(lower_to_integer((deployed / "export" / "model.onnx").read_bytes()))
+    rows = confirm_check(report, lowered.SerializeToString())
+    assert {r.runs for r in rows if r.predicted == "accelerator"} <= {"integer", "int16-simulation", "fused"}
+    assert {r.op for r in rows if r.predicted == "cpu"} <= {"Mul", "Clip", "Slice"}  # the post-process, after the last DQ
+    assert all(r.runs == "int16-simulation" for r in rows if r.dtype == "int16" and r.compiled == "Conv")
+    # undo one QLinearConv into DQ -> Conv (float), as a lowering that missed it would leave it
+    victim = next(n for n in lowered.graph.node if n.op_type == "QLinearConv")
+    x, x_scale, x_zero, w, w_scale, w_zero, y_scale, y_zero = victim.input[:8]
+    dq_x = onnx.helper.make_node("DequantizeLinear", [x, x_scale, x_zero], [victim.name + "_x"], name=victim.name + "_dqx")
+    dq_w = onnx.helper.make_node("DequantizeLinear", [w, w_scale, w_zero], [victim.name + "_w"], name=victim.name + "_dqw", axis=0)
+    conv = onnx.helper.make_node("Conv", [victim.name + "_x", victim.name + "_w"], [victim.name + "_y"], name=victim.name)
+    q = onnx.helper.make_node("QuantizeLinear", [victim.name + "_y", y_scale, y_zero], list(victim.output), name=victim.name + "_q")
+    nodes = [n for n in lowered.graph.node if n is not victim]
+    del lowered.graph.node[:]
+    lowered.graph.node.extend([dq_x, dq_w, conv, q] + nodes)
+    with pytest.raises(StereokitError, match=re.escape(f"{victim.name}: check put this Conv on the accelerator at uint8, but the compiled graph runs it in float")):
+        confirm_check(report, lowered.SerializeToString())
+
+
 def test_compiled_model_is_integer_and_self_contained(deployed: Path) -> None:
     compiled = load_hbm(deployed / "compile" / "model.hbm")
     graph = onnx.load_from_string(compiled.model)
     ops = [n.op_type for n in graph.graph.node]
-    float_convs = [n.name for n in graph.graph.node if n.op_type == "Conv"]
-    assert all("soft_argmin" in name for name in float_convs) and len(float_convs) <= 1
-    assert ops.count("QLinearConv") >= 40 and "QLinearAdd" in ops
+    float_convs = {n.name for n in graph.graph.node if n.op_type == "Conv"}
     manifest = compiled.manifest
+    assert float_convs and float_convs <= set(manifest["int16_simulated"])  # DQ -> Conv -> Q on int16 values, named
+    assert ops.count("QLinearConv") >= 35 and "QLinearAdd" in ops
     assert manifest["inputs"]["imgl"] == [1, 3, 64, 128] and manifest["target"] == "bpu-sim"
     assert manifest["input_quantization"]["imgl"]["scale"] > 0
     assert manifest["q_dq_q_chains"] == 0
@@ -102,6 +157,9 @@ def test_compiled_model_is_integer_and_self_contained(deployed: Path) -> None:
     assert perf["totals"]["macs"] > 0 and perf["totals"]["estimated_latency_ms"] > 0
     assert {"compiled_int8_ms", "onnx_float_ms"} <= set(perf["measured_cpu_latency_ms"])
     assert all(layer["bound"] in ("compute", "bandwidth") for layer in perf["layers"])
+    nodes = {n["name"]: n for n in perf["nodes"]}
+    assert all({"predicted", "compiled", "dtype", "runs"} <= set(n) for n in nodes.values())
+    assert {n["runs"] for n in nodes.values() if n["predicted"] == "accelerator"} <= {"integer", "int16-simulation", "fused"}
     assert "<table>" in (deployed / "compile" / "perf.html").read_text()
 
 
@@ -208,8 +266,8 @@ def test_a_copied_onnx_checks_identically(deployed: Path, tmp_path: Path) -> Non
     copy.parent.mkdir()
     shutil.copy(deployed / "export" / "model.onnx", copy)
     inside, outside = run_check(deployed / "export"), run_check(copy)
-    assert [(n.name, n.device, n.rule) for n in inside.nodes] == [(n.name, n.device, n.rule) for n in outside.nodes]
-    assert any("island" in n.rule for n in outside.nodes)
+    assert [(n.name, n.device, n.rule, n.dtype) for n in inside.nodes] == [(n.name, n.device, n.rule, n.dtype) for n in outside.nodes]
+    assert any(n.dtype == "int16" for n in outside.nodes)
 
 
 def test_an_onnx_or_hbm_without_what_stereokit_writes_is_refused(deployed: Path, tmp_path: Path) -> None:

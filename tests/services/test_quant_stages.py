@@ -40,7 +40,8 @@ def test_every_stage_is_recorded_with_its_parent(quant_run: Path) -> None:
     assert calibration.inputs[0].path == "float/best.pt"
     assert calibration.inputs[0].sha256 == next(o.sha256 for o in float_best if o.path == "float/best.pt")
     scales = calibration.details["activation_scales"]
-    assert scales["quant"]["quant_max"] == 255 and scales["model.head.soft_argmin.inner.softmax"]["quant_max"] == 32767
+    assert scales["quant"]["quant_max"] == 255 and scales["model.head.soft_argmin.softmax"]["quant_max"] == 32767
+    assert scales["model.head.refine.0.add"]["quant_min"] == -32768 and scales["model.head.refine.0.blocks.0.add"]["quant_max"] == 255
     assert calibration.metrics == {"batches": 4, "images": 16}
     qat = require_stage(quant_run, "qat")
     assert qat.inputs[0].path == "calibration/checkpoint.pt" and qat.metrics["steps"] == 16
