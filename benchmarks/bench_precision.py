@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from stereokit.config import config_hash, config_to_yaml
+from stereokit.errors import StereokitError
 from stereokit.runs import atomic_write_text, read_manifest, read_stage_record, run_config, write_manifest, write_stage_record
 from stereokit.services.calibrate import run_calibrate
 from stereokit.services.compile import run_compile
@@ -53,10 +54,13 @@ def measure(run: Path) -> dict[str, object]:
     qat = run_eval(run, "qat", show_progress=False)
     int_infer = run_eval(run, "int_infer", show_progress=False)
     exported = run_export(run / "qat", force=True)
-    compiled = run_compile(run / "export", force=True, measure_runs=5)
+    row = {"qat": qat.epe, "int_infer": int_infer.epe, "dtype": exported.output_dtype, "step": exported.output_step_px}
+    try:
+        compiled = run_compile(run / "export", force=True, measure_runs=5)
+    except StereokitError as err:  # compile refusing is a result too: say why
+        return {**row, "refused": str(err)}
     validated = run_validate(run / "compile", show_progress=False)
-    return {"qat": qat.epe, "int_infer": int_infer.epe, "compiled": validated.epe, "agreement": validated.mean_abs_diff_px,
-            "dtype": exported.output_dtype, "step": exported.output_step_px, "ms": compiled.latency_ms["compiled_int8_ms"]}
+    return {**row, "compiled": validated.epe, "agreement": validated.mean_abs_diff_px, "ms": compiled.latency_ms["compiled_int8_ms"]}
 
 
 def main() -> None:
@@ -76,6 +80,10 @@ def main() -> None:
     print("| precision map | QAT EPE | int_infer EPE | compiled EPE | compiled vs int_infer (mean px) | output | step (px) | compiled ms |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
+        if "refused" in r:
+            print(f"| {name} | {r['qat']:.4f} | {r['int_infer']:.4f} | compile refused | - | {r['dtype']} | {r['step']:.4f} | - |")
+            print(f"\n{name}: {r['refused']}\n")
+            continue
         print(f"| {name} | {r['qat']:.4f} | {r['int_infer']:.4f} | {r['compiled']:.4f} | {r['agreement']:.4f} | "
               f"{r['dtype']} | {r['step']:.4f} | {r['ms']:.0f} |")
 

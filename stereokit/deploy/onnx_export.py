@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, version_converter
 from torch import nn
 
 from stereokit.errors import StereokitError
+from stereokit.quant.fold import ExportFakeQuant16
 
 INPUTS = ("imgl", "imgr")
 OUTPUT = "disparity"
@@ -30,7 +31,7 @@ def export_onnx(model: nn.Module, height: int, width: int, opset: int, metadata:
         warnings.simplefilter("ignore")
         torch.onnx.export(model.eval(), (example, example), buf, input_names=list(INPUTS), output_names=[OUTPUT],
                           opset_version=min(opset, TORCHSCRIPT_MAX_OPSET), dynamo=False, do_constant_folding=True,
-                          custom_opsets={INT16_DOMAIN: 1})
+                          custom_opsets={INT16_DOMAIN: 1} if _has_int16(model) else None)
     proto = onnx.load_from_string(buf.getvalue())
     scalarize_qdq_params(proto)
     lower_int16(proto)
@@ -65,6 +66,10 @@ def scalarize_qdq_params(proto: onnx.ModelProto) -> None:
             for attr in node.attribute:
                 if attr.name == "value" and list(attr.t.dims) == [1]:
                     del attr.t.dims[:]
+
+
+def _has_int16(model: nn.Module) -> bool:
+    return any(isinstance(m, ExportFakeQuant16) for m in model.modules())
 
 
 def lower_int16(proto: onnx.ModelProto) -> None:

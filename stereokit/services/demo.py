@@ -65,7 +65,7 @@ DEMO_OVERRIDES = [
 ]
 # A fixed schedule, so two runs give the same numbers; `--minutes` scales it (the summary says by how much).
 FLOAT_STEPS, QAT_STEPS, NUM_TRAIN, NUM_TEST = 1300, 150, 400, 24
-NOMINAL_MINUTES = 12.0  # what the whole schedule takes on the reference machine (2 CPU cores), see docs/performance.md
+NOMINAL_MINUTES = 10.0  # what the whole schedule takes on the reference machine (2 CPU cores), see docs/performance.md
 
 
 @dataclass(frozen=True)
