@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import Counter
-
 from dataclasses import dataclass
 
 import onnx

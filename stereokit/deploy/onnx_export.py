@@ -11,6 +11,7 @@ import torch
 from onnx import TensorProto, helper, version_converter
 from torch import nn
 
+from stereokit.deploy.graph import Graph
 from stereokit.errors import StereokitError
 from stereokit.quant.fold import ExportFakeQuant16
 
@@ -98,8 +99,6 @@ def lower_int16(proto: onnx.ModelProto) -> None:
 def output_quantization(proto: onnx.ModelProto) -> tuple[str, float] | None:
     """(type, scale) of the last DequantizeLinear before the output: the disparity's grid, normalised
     to [0, 1) (times maxdisp it is the step in pixels). None for a float model."""
-    from stereokit.deploy.graph import Graph
-
     g = Graph.load(proto)
     name = proto.graph.output[0].name
     for _ in range(64):

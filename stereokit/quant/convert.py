@@ -5,7 +5,7 @@ next layer's scale: the same scales and zero points the fake-quant model learned
 (PyTorch has no quantized CUDA kernels for these ops).
 
 torch has no int16 kernels: each disparity-path block that holds a 16-bit activation (see
-`int16_blocks`) stays its fake-quant self, a simulation on the quantization grid (every activation
+`disparity_blocks`) stays its fake-quant self, a simulation on the quantization grid (every activation
 an int16 or int8 grid value, float32 accumulation, round-half-to-even), which is also how ONNX
 Runtime runs the IR's int16 DQ -> op -> Q groups.
 """
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.ao.quantization import FakeQuantize, convert
 from torch.ao.quantization.quantization_mappings import get_default_static_quant_module_mappings
 
-from stereokit.quant.prepare import Island, QuantStereoNet, int16_blocks, is_16bit
+from stereokit.quant.prepare import Island, QuantStereoNet, disparity_blocks, is_16bit
 
 # The quantizer of each simulated block's output (what the next, integer, block reads).
 _OUTPUT_QUANTIZER = {"soft_argmin": "regression.activation_post_process", "refine": "add.activation_post_process"}
@@ -52,16 +52,14 @@ class Simulated(nn.Module):
         return observed
 
 
-def simulate_int16_blocks(model: QuantStereoNet) -> list[str]:
-    """Wrap every 16-bit block of `model` (in place) so conversion leaves it alone; returns their paths."""
+def simulate_int16_blocks(model: QuantStereoNet) -> None:
+    """Wrap every 16-bit block of `model` (in place) so conversion leaves it alone."""
     net = model.model
-    blocks = [name for name in int16_blocks(net, list(_precision_names(net)))]
-    for name in blocks:
+    for name in disparity_blocks(_precision_names(net)):
         inner = net.get_submodule(name)
         output = inner.get_submodule(_OUTPUT_QUANTIZER[name.split(".")[1]])
         parent_name, _, child = name.rpartition(".")
         setattr(net.get_submodule(parent_name), child, Simulated(inner, output))
-    return blocks
 
 
 def _precision_names(net: nn.Module) -> list[str]:

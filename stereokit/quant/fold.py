@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.ao.quantization import FakeQuantize
 
-from stereokit.quant.prepare import set_observers
+from stereokit.quant.prepare import is_16bit, set_observers
 
 _FUSED = (nniqat.ConvBn2d, nniqat.ConvBnReLU2d, nniqat.ConvBn3d, nniqat.ConvBnReLU3d)
 
@@ -89,7 +89,7 @@ class ExportFakeQuant16(nn.Module):
 
 def _export_16bit(model: nn.Module) -> None:
     for name, child in list(model.named_children()):
-        if isinstance(child, FakeQuantize) and child.quant_max - child.quant_min > 255:
+        if is_16bit(child):
             setattr(model, name, ExportFakeQuant16(child))
         else:
             _export_16bit(child)

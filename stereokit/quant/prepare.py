@@ -87,10 +87,11 @@ def match_modules(model: nn.Module, patterns: list[str], setting: str) -> list[s
     return found
 
 
-def int16_blocks(model: nn.Module, patterns: list[str]) -> list[str]:
-    """The disparity-path blocks (head.soft_argmin, head.refine.N) that hold a 16-bit activation."""
+def disparity_blocks(names: list[str]) -> list[str]:
+    """The disparity-path blocks (head.soft_argmin, head.refine.N) holding these 16-bit modules; a
+    module elsewhere is refused."""
     blocks: list[str] = []
-    for name in match_modules(model, patterns, "quant.int16_modules"):
+    for name in names:
         hit = DISPARITY_PATH.match(name)
         if hit is None:
             raise StereokitError(f"quant.int16_modules: '{name}' is off the disparity path; 16-bit activations are "
@@ -101,19 +102,21 @@ def int16_blocks(model: nn.Module, patterns: list[str]) -> list[str]:
     return blocks
 
 
-def check_precision_map(model: nn.Module, cfg: StereokitConfig) -> None:
-    """Refuse (one sentence) a precision map that names no module or a module it cannot run at 16 bits."""
-    int16_blocks(model, cfg.quant.int16_modules)
-    match_modules(model, cfg.quant.float_modules, "quant.float_modules")
+def check_precision_map(model: nn.Module, cfg: StereokitConfig) -> tuple[list[str], list[str]]:
+    """(int16 module paths, float module paths) of the precision map; one sentence for a pattern
+    that names no module or a module that cannot run at 16 bits."""
+    int16 = match_modules(model, cfg.quant.int16_modules, "quant.int16_modules")
+    disparity_blocks(int16)
+    return int16, match_modules(model, cfg.quant.float_modules, "quant.float_modules")
 
 
 def set_precision(model: nn.Module, cfg: StereokitConfig) -> None:
     """The precision map as qconfigs: int16 activations (int8 weights) for quant.int16_modules, float
     islands for quant.float_modules, the 8-bit contract everywhere else."""
-    check_precision_map(model, cfg)
-    for name in match_modules(model, cfg.quant.int16_modules, "quant.int16_modules"):
+    int16, float_ = check_precision_map(model, cfg)
+    for name in int16:
         model.get_submodule(name).qconfig = build_qconfig(cfg.quant, cfg.train.calibration, bits16=True)
-    for name in match_modules(model, cfg.quant.float_modules, "quant.float_modules"):
+    for name in float_:
         inner = model.get_submodule(name)
         island = Island(inner)
         island.qconfig = build_qconfig(cfg.quant, cfg.train.calibration)

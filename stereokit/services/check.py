@@ -57,25 +57,19 @@ def ir_metadata(model: onnx.ModelProto, name: str) -> dict[str, str]:
     return meta
 
 
-def precision_map(model: onnx.ModelProto, name: str) -> dict[str, list[str]]:
-    """The IR's own precision map ({"int16_modules": [...], "float_modules": [...]}), so a copied
-    .onnx checks and compiles the same as the one in its run."""
+def islands_for(model: onnx.ModelProto, name: str) -> list[str]:
+    """The module paths the IR's own precision map keeps in float (their ops may fall back to the
+    CPU), so a copied .onnx checks and compiles the same as the one in its run."""
     meta = ir_metadata(model, name)
-    result = {}
+    lists = {}
     for key in ("int16_modules", "float_modules"):
         try:
-            paths = json.loads(meta[key])
+            lists[key] = json.loads(meta[key])
         except (ValueError, TypeError):
-            paths = None
-        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            lists[key] = None
+        if not isinstance(lists[key], list) or not all(isinstance(p, str) for p in lists[key]):
             raise StereokitError(f"{name}: its {key} metadata is not a JSON list of module paths.")
-        result[key] = paths
-    return result
-
-
-def islands_for(model: onnx.ModelProto, name: str) -> list[str]:
-    """The module paths the precision map keeps in float (their ops may fall back to the CPU)."""
-    return precision_map(model, name)["float_modules"]
+    return lists["float_modules"]
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
