@@ -112,8 +112,10 @@ class FloatTrainConfig(_Section):
     val_every_epochs: int = Field(1, gt=0)
     log_every_steps: int = Field(20, gt=0)
     checkpoint_every_steps: int = Field(500, gt=0)
-    amp: Literal["off", "bf16", "fp16"] = Field("off", description="autocast on CUDA only (bf16 on the CPU is not reliable yet: docs/performance.md)")
+    amp: Literal["off", "bf16", "fp16"] = Field(
+        "off", description="autocast: bf16 on CUDA or the CPU, fp16 on CUDA; the disparity path stays float32")
     channels_last: bool = Field(False, description="NHWC activations and 2-D conv weights (faster convs on GPUs with tensor cores)")
+    compile: bool = Field(False, description="torch.compile the training step (the first step pays the compilation: a minute or more)")
     sync_bn: bool = True
     grad_clip: float | None = Field(None, gt=0)
     residual_lr_scale: float = Field(0.02, gt=0, le=1, description="LR factor for the refinement residual convs")
@@ -138,6 +140,8 @@ class QatTrainConfig(_Section):
     weight_decay: float = Field(4e-5, ge=0)
     lr_milestones: list[int] = Field([20, 35], description="epochs at which the LR is multiplied by gamma")
     gamma: float = Field(0.1, gt=0, le=1)
+    channels_last: bool = Field(False, description="as train.float.channels_last (no amp: fake-quant stays float32)")
+    compile: bool = Field(False, description="as train.float.compile")
     freeze_bn_after_steps: int = Field(0, ge=0)
     freeze_observers_after_steps: int = Field(0, ge=0)
     val_every_epochs: int = Field(1, gt=0)

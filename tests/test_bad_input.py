@@ -92,6 +92,8 @@ def cases(root: Path) -> list[tuple[tuple[str, ...], str]]:
          "quant.int16_modules: 'head.refine.*.nope' names no module of the model"),
         (("train", "--config", str(cfg), "--run-dir", str(root / "r9"), "--set", 'quant.int16_modules=["neck.stem"]'),
          "'neck.stem' is off the disparity path"),
+        (("train", "--config", str(cfg), "--run-dir", str(root / "r10"), "--set", "train.float.amp=fp16"),
+         "train.float.amp=fp16 needs a CUDA device, this run uses cpu; use bf16 or off"),
         (("config", "show", "--set", "deploy.opset=17"), "deploy.opset 17 cannot hold the int16 QuantizeLinear"),
         # numbers and names checked before any work
         (("infer", "--model-inputs", f"imgl:{image},imgr:{image},baseline:abc"), "baseline 'abc' is not a number"),

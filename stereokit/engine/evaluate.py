@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
-from torch.ao.quantization import FakeQuantize
 from torch.utils.data import DataLoader
 
 from stereokit.engine.metrics import StereoMetrics
 from stereokit.models.postprocess import pad_to_multiple, postprocess
 from stereokit.progress import progress_bar
+from stereokit.quant.prepare import frozen_observers
 
 Predictor = Callable[[Tensor, Tensor], Tensor]
 
@@ -48,20 +47,6 @@ def evaluate_predictor(
             advance()
     metrics.gather()
     return metrics.summary()
-
-
-@contextmanager
-def frozen_observers(model: nn.Module) -> Iterator[None]:
-    """Evaluation must not move a fake-quant model's ranges: observers off, then as they were."""
-    fakes = [m for m in model.modules() if isinstance(m, FakeQuantize)]
-    saved = [m.observer_enabled.clone() for m in fakes]
-    for m in fakes:
-        m.disable_observer()
-    try:
-        yield
-    finally:
-        for m, state in zip(fakes, saved):
-            m.observer_enabled.copy_(state)
 
 
 def evaluate(model: nn.Module, loader: DataLoader, maxdisp: int, device: torch.device, show_progress: bool = True,

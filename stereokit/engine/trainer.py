@@ -65,6 +65,7 @@ class LoopSettings:
     checkpoint_every_steps: int = 500
     amp: Literal["off", "bf16", "fp16"] = "off"
     channels_last: bool = False
+    compile: bool = False
     grad_clip: float | None = None
     residual_lr_scale: float = 1.0
 
@@ -128,6 +129,15 @@ def _weights_digest(model: nn.Module) -> float:
         return float(sum(t.double().sum() + (t.double() ** 2).sum() for t in tensors))
 
 
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of `train.*.amp` on `device` (None: float32). fp16 needs CUDA's GradScaler."""
+    if amp == "off":
+        return None
+    if amp == "fp16" and device.type != "cuda":
+        raise StereokitError(f"train.float.amp=fp16 needs a CUDA device, this run uses {device}; use bf16 or off.")
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -154,11 +164,9 @@ def fit(
     total_steps = settings.max_steps or settings.epochs * steps_per_epoch
     total_epochs = math.ceil(total_steps / steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_schedule(settings, steps_per_epoch, total_steps))
-    # CUDA only: bf16 autocast on the CPU is faster (docs/performance.md) but gave a NaN loss within
-    # three steps in one of several runs of the test model, so it is not offered there yet
-    use_amp = settings.amp != "off" and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if settings.amp == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and settings.amp == "fp16")
+    amp_dtype = autocast_dtype(settings.amp, device)
+    use_amp = amp_dtype is not None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
 
     step, best_epe = 0, None
     log_path = out_dir / "log.jsonl"
@@ -175,6 +183,9 @@ def fit(
     net: nn.Module = model
     if info.distributed:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if settings.compile:
+        # the step's forward and backward only: checkpoints and validation use the eager `model`
+        net = torch.compile(net)
 
     def save(path: Path) -> None:
         if not info.is_main:
@@ -220,7 +231,7 @@ def fit(
                     imgl = imgl.contiguous(memory_format=torch.channels_last)
                     imgr = imgr.contiguous(memory_format=torch.channels_last)
                 gt = batch["disp"].to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=use_amp):
                     outputs = net(imgl, imgr)
                 loss = multiscale_loss([o.float() for o in outputs], gt, maxdisp, loss_weights)
                 if broadcast_flag(not bool(torch.isfinite(loss)), device):

@@ -1,14 +1,40 @@
 """Conv building blocks shaped so eager-mode quantization can fuse and observe them.
 
-Every conv + BN (+ ReLU) is an nn.Sequential named "0", "1", "2" (what `fuse_modules_qat`
-takes), and every add/concat/mul goes through a FloatFunctional so it gets its own observer.
+Every conv + BN (+ ReLU) is an nn.Sequential named "0", "1", "2" (what a QAT fuser takes), and
+every add/concat/mul is a `Functional` module so it gets its own observer. The model itself uses
+no quantization API: stereokit.quant swaps in the quantizer's own modules when it prepares a copy.
 """
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
+import torch
 from torch import Tensor, nn
-from torch.ao.nn.quantized import FloatFunctional
-from torch.ao.quantization import DeQuantStub, QuantStub
+
+
+def autocast_enabled(x: Tensor) -> bool:
+    """Whether autocast is on for x's device (the meta device, used for counting, has none)."""
+    return torch.amp.is_autocast_available(x.device.type) and torch.is_autocast_enabled(x.device.type)
+
+
+def float32_under_autocast(only_on: str | None = None) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """A module's forward that runs in float32 (inputs cast up, autocast off inside) when autocast
+    is on for its inputs' device (`only_on`: that device type only); otherwise as written."""
+
+    def wrap(forward: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        @functools.wraps(forward)
+        def run(self: nn.Module, *inputs: Tensor) -> Tensor:
+            device = inputs[0].device.type
+            if only_on in (None, device) and autocast_enabled(inputs[0]):
+                with torch.autocast(device, enabled=False):
+                    return forward(self, *(x.float() for x in inputs))
+            return forward(self, *inputs)
+
+        return run
+
+    return wrap
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, dilation: int = 1, relu: bool = True, dims: int = 2) -> nn.Sequential:
@@ -32,7 +58,7 @@ class ResBlock(nn.Module):
         self.conv1 = conv_bn(cin, cout, 3, stride, dilation, relu=True)
         self.conv2 = conv_bn(cout, cout, 3, 1, dilation, relu=False)
         self.skip = conv_bn(cin, cout, 1, stride, relu=False) if (stride != 1 or cin != cout) else nn.Identity()
-        self.add = FloatFunctional()
+        self.add = Functional()
 
     def forward(self, x: Tensor) -> Tensor:
         # add_relu, not add then ReLU: the quantizer then sits after the ReLU, and the exported
@@ -40,18 +66,33 @@ class ResBlock(nn.Module):
         return self.add.add_relu(self.conv2(self.conv1(x)), self.skip(x))
 
 
+class Functional(nn.Module):
+    """add + ReLU, mul and cat as a module, so that each result can have a quantizer of its own
+    (the method names are those of torch's FloatFunctional, which stereokit.quant puts in its place)."""
+
+    def add_relu(self, x: Tensor, y: Tensor) -> Tensor:
+        return torch.relu(torch.add(x, y))
+
+    def mul(self, x: Tensor, y: Tensor) -> Tensor:
+        return torch.mul(x, y)
+
+    def cat(self, xs: list[Tensor], dim: int = 0) -> Tensor:
+        return torch.cat(xs, dim=dim)
+
+
 class Requantized(nn.Module):
     """A data-movement op (resize, pooling) with its own output quantizer.
 
-    Float model: just `op`. Quantized: dequantize, op, quantize to the observed output scale, so the
+    Float model: just `op` (the two ends are identities). Quantized (stereokit.quant puts a dequant
+    and a quant stub at the ends): dequantize, op, quantize to the observed output scale, so the
     exported graph is DQ -> op -> Q and the next integer op has a quantized input.
     """
 
     def __init__(self, op: nn.Module) -> None:
         super().__init__()
-        self.dequant = DeQuantStub()
+        self.dequant: nn.Module = nn.Identity()
         self.op = op
-        self.quant = QuantStub()
+        self.quant: nn.Module = nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.quant(self.op(self.dequant(x)))

@@ -71,7 +71,8 @@ class InferenceModel(nn.Module):
 
 
 def is_quantized_int(model: nn.Module) -> bool:
-    return any(type(m).__module__.startswith("torch.ao.nn.quantized") and hasattr(m, "_packed_params") for m in model.modules())
+    """An integer model (int_infer) holds quantized weight tensors; float and fake-quant ones do not."""
+    return any(isinstance(t, Tensor) and t.is_quantized for t in model.state_dict().values())
 
 
 def prepare_for_inference(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:

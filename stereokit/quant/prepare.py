@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import re
+from contextlib import contextmanager
 from typing import Iterator
 
 import torch
@@ -22,6 +23,7 @@ from torch.ao.quantization.quantization_mappings import get_default_qat_module_m
 
 from stereokit.config import StereokitConfig
 from stereokit.errors import StereokitError
+from stereokit.models.blocks import Functional, Requantized
 from stereokit.models.stereonet import StereoNet
 from stereokit.quant.qconfig import build_qconfig
 
@@ -189,9 +191,21 @@ def pin_fixed_weight_scales(model: nn.Module) -> None:
         fq.pinned = True
 
 
+def eager_quant_modules(model: nn.Module) -> nn.Module:
+    """The model's plain `Functional` ops and `Requantized` ends -> torch.ao's FloatFunctional and
+    Quant/DeQuantStub, which eager prepare observes (no state of their own: the keys do not change)."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Functional):
+                setattr(parent, name, nnq.FloatFunctional())
+            elif isinstance(child, Requantized):
+                child.dequant, child.quant = DeQuantStub(), QuantStub()
+    return model
+
+
 def prepare_quant_model(float_model: StereoNet, cfg: StereokitConfig) -> QuantStereoNet:
     """A fake-quant copy of the float model: fused, qconfig set, observers and fake-quant inserted."""
-    model = QuantStereoNet(copy.deepcopy(float_model)).train()
+    model = QuantStereoNet(eager_quant_modules(copy.deepcopy(float_model))).train()
     fuse_stereonet(model)
     model.qconfig = build_qconfig(cfg.quant, cfg.train.calibration)
     set_precision(model.model, cfg)
@@ -214,6 +228,20 @@ def set_observers(model: nn.Module, enabled: bool, weights_too: bool = False) ->
     for name, module in model.named_modules():
         if isinstance(module, FakeQuantize) and (weights_too or not name.endswith("weight_fake_quant")):
             module.enable_observer(enabled and not getattr(module, "pinned", False))
+
+
+@contextmanager
+def frozen_observers(model: nn.Module) -> Iterator[None]:
+    """Evaluation must not move a fake-quant model's ranges: observers off, then as they were."""
+    fakes = [m for m in model.modules() if isinstance(m, FakeQuantize)]
+    saved = [m.observer_enabled.clone() for m in fakes]
+    for m in fakes:
+        m.disable_observer()
+    try:
+        yield
+    finally:
+        for m, state in zip(fakes, saved):
+            m.observer_enabled.copy_(state)
 
 
 def set_fake_quant(model: nn.Module, enabled: bool) -> None:

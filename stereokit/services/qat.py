@@ -23,7 +23,7 @@ def qat_settings(cfg: StereokitConfig) -> LoopSettings:
         epochs=q.epochs, max_steps=q.max_steps, lr=q.lr, weight_decay=q.weight_decay, schedule="step",
         milestones_epochs=tuple(q.lr_milestones), gamma=q.gamma, val_every_epochs=q.val_every_epochs,
         log_every_steps=q.log_every_steps, checkpoint_every_steps=q.checkpoint_every_steps,
-        residual_lr_scale=q.residual_lr_scale,
+        residual_lr_scale=q.residual_lr_scale, channels_last=q.channels_last, compile=q.compile,
     )
 
 

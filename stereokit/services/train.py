@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from stereokit.data.dataset import build_dataloader, check_crop_fits
 from stereokit.engine.checkpoint import load_checkpoint, load_model_weights
 from stereokit.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
-from stereokit.engine.trainer import FitResult, LoopSettings, TrainingDiverged, TrainingInterrupted, fit
+from stereokit.engine.trainer import FitResult, LoopSettings, TrainingDiverged, TrainingInterrupted, autocast_dtype, fit
 from stereokit.errors import StageError, StereokitError
 from stereokit.models import build_stereonet
 from stereokit.quant.prepare import check_precision_map
@@ -48,7 +48,7 @@ def float_settings(cfg: StereokitConfig) -> LoopSettings:
         epochs=f.epochs, max_steps=f.max_steps, lr=f.lr, weight_decay=f.weight_decay, schedule="cosine",
         warmup_epochs=f.warmup_epochs, min_lr_ratio=f.min_lr_ratio, val_every_epochs=f.val_every_epochs,
         log_every_steps=f.log_every_steps, checkpoint_every_steps=f.checkpoint_every_steps, amp=f.amp, channels_last=f.channels_last,
-        grad_clip=f.grad_clip, residual_lr_scale=f.residual_lr_scale,
+        compile=f.compile, grad_clip=f.grad_clip, residual_lr_scale=f.residual_lr_scale,
     )
 
 
@@ -155,6 +155,7 @@ def run_train_float(
     try:
         loaders = training_loaders(cfg, cfg.train.float.batch_size)  # bad data is refused before anything is written
         check_precision_map(build_stereonet(cfg.model), cfg)  # and a precision map the later stages could not use
+        autocast_dtype(cfg.train.float.amp, device)  # and an amp setting this device cannot run
         if resume and (stage_dir(run_dir, "float") / "checkpoint.pt").is_file():
             resume_state(stage_dir(run_dir, "float"), build_stereonet(cfg.model), cfg)  # a damaged checkpoint, too
         moved = prepare_stage_dir(run_dir, "float", resume, force, info)

@@ -100,3 +100,23 @@ def test_onnx_export_matches_torch(small_cfg: StereokitConfig, tmp_path) -> None
         want = deploy(imgl, imgr).numpy()
     assert got.shape == (1, 1, 64, 128)
     assert np.abs(got - want).max() < 1e-3
+
+
+def test_under_cpu_bf16_autocast_the_cost_volume_the_3d_convs_and_the_disparity_stay_float32(small_cfg: StereokitConfig) -> None:
+    """bf16 would put the disparity on a 0.75 px grid at maxdisp 192, blurs the correlation, and its
+    Conv3d backward gave NaN gradients on the CPU: those run in float32, the 2-D features in bf16."""
+    model = build_stereonet(small_cfg.model)
+    seen: dict[str, torch.dtype] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)):
+            module.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.dtype))
+    x = torch.rand(2, 3, 64, 128)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(x, x.roll(2, dims=3))
+    assert all(o.dtype == torch.float32 for o in outputs)
+    conv3d = [n for n in seen if n.startswith("head.aggregation.")]
+    assert conv3d and all(seen[n] == torch.float32 for n in conv3d)
+    assert seen["head.soft_argmin.regression"] == torch.float32 and seen["head.cost_volume.group_reduce"] == torch.float32
+    assert seen["neck.stem.0.0"] == torch.bfloat16 and seen["head.refine.0.conv_in.0"] == torch.bfloat16
+    sum(o.mean() for o in outputs).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -168,3 +168,30 @@ def test_the_ir_has_int16_qdq_around_the_map_and_no_float_compute_elsewhere(smal
     step_px = float(g.constant_value(last.input[1])) * 192
     assert g.qdq_dtype(last) == "int16" and step_px < 0.01
 
+
+
+def test_torch_ao_is_used_only_inside_stereokit_quant() -> None:
+    """torch.ao.quantization is deprecated upstream: one package to port (docs/quantization.md)."""
+    import ast
+    from pathlib import Path
+
+    import stereokit
+
+    package = Path(stereokit.__file__).parent
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.parent.name == "quant" and path.parent.parent == package:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(package)}: {n}" for n in names if n.startswith(("torch.ao", "torch.quantization"))]
+    assert offenders == []
+
+
+def test_the_float_model_holds_no_quantization_modules_and_prepare_swaps_them_in(small_cfg: StereokitConfig) -> None:
+    model = build_stereonet(small_cfg.model)
+    assert not [n for n, m in model.named_modules() if type(m).__module__.startswith("torch.ao")]
+    prepared = prepare_quant_model(model, small_cfg)
+    assert isinstance(prepared.model.head.refine[0].add, torch.ao.nn.quantized.FloatFunctional)
+    assert isinstance(prepared.model.head.refine[0].upsample.quant.activation_post_process, FakeQuantize)
+    assert not [n for n, m in model.named_modules() if type(m).__module__.startswith("torch.ao")]  # a copy was prepared

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import signal
 import subprocess
@@ -108,3 +109,15 @@ def test_stages_need_their_parents(tiny_data: Path, tmp_path: Path, quant_run: P
     best.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
     with pytest.raises(StereokitError, match="float/best.pt: its sha256 does not match the record"):
         run_calibrate(tampered, force=True, show_progress=False)
+
+
+def test_qat_throughput_options_train_with_a_finite_loss(tiny_data: Path, tmp_path: Path) -> None:
+    """train.qat.channels_last and train.qat.compile: fake-quant steps run compiled in NHWC."""
+    cfg = load_config(None, tiny_overrides(tiny_data, max_steps=2) + [
+        "train.calibration.steps=2", "train.calibration.batch_size=4", "train.qat.batch_size=4", "train.qat.max_steps=3",
+        "train.qat.log_every_steps=1", "train.qat.channels_last=true", "train.qat.compile=true"])
+    train_through_qat(cfg, tmp_path / "run")
+    log = [json.loads(line) for line in (tmp_path / "run" / "qat" / "log.jsonl").read_text().splitlines()]
+    losses = [e["loss"] for e in log if "loss" in e]
+    assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
+    assert math.isfinite(require_stage(tmp_path / "run", "qat").metrics["best_epe"])

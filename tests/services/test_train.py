@@ -115,9 +115,10 @@ def test_short_training_beats_a_constant_prediction(tmp_path: Path) -> None:
     assert tested.epe < 0.75 * baseline, (tested.epe, result.best_epe, baseline)
 
 
-@pytest.mark.parametrize("option", ["train.float.channels_last=true"])
-def test_throughput_options_train_with_a_finite_loss(tiny_data: Path, tmp_path: Path, option: str) -> None:
-    cfg = load_config(None, tiny_overrides(tiny_data, max_steps=3) + [option])
+@pytest.mark.parametrize("options", [["train.float.channels_last=true"], ["train.float.amp=bf16"],
+                                     ["train.float.compile=true", "train.float.channels_last=true"]])
+def test_throughput_options_train_with_a_finite_loss(tiny_data: Path, tmp_path: Path, options: list[str]) -> None:
+    cfg = load_config(None, tiny_overrides(tiny_data, max_steps=3) + options)
     result = run_train_float(cfg, tmp_path / "run", show_progress=False)
     assert result.steps == 3
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "float" / "log.jsonl").read_text().splitlines() if '"loss"' in line]
