@@ -27,9 +27,13 @@ from stereokit.quant.observers import PercentileObserver
 from stereokit.quant.prepare import activation_fake_quants, prepare_quant_model, quantized_layers, set_fake_quant, set_observers
 
 
-def _calibrated(cfg: StereokitConfig) -> tuple[nn.Module, nn.Module, torch.Tensor]:
+def _calibrated(cfg: StereokitConfig, trained_bn: bool = False) -> tuple[nn.Module, nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     float_model = build_stereonet(cfg.model).eval()
+    if trained_bn:  # BN statistics and shifts as training leaves them: the folded convs get biases
+        for bn in (m for m in float_model.modules() if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d))):
+            bn.running_mean.normal_(0, 0.1)
+            bn.bias.data.normal_(0, 0.1)
     model = prepare_quant_model(float_model, cfg).eval()
     x = torch.randn(2, 3, 64, 128)
     set_fake_quant(model, False)
@@ -69,6 +73,28 @@ def test_fake_quant_and_integer_models_agree(small_cfg: StereokitConfig) -> None
     step = 1.0 / 255  # the output's normalised range is [0, 1)
     assert (fq - integer).abs().max() <= 4 * step
     assert (fq - fl).abs().mean() < 0.05
+
+
+def test_integer_conv_biases_sit_on_the_int32_accumulator_grid(small_cfg: StereokitConfig) -> None:
+    """As QLinearConv (and the board) add them: int32 at input scale x weight scale."""
+    _, model, x = _calibrated(small_cfg, trained_bn=True)
+    int_model = to_int_model(model)
+    convs = [m for m in int_model.modules() if isinstance(m, (torch.ao.nn.quantized.Conv2d, torch.ao.nn.quantized.Conv3d))]
+    scales: dict[int, float] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, i: scales.__setitem__(id(mod), i[0].q_scale()) or None) for m in convs]
+    with torch.no_grad():
+        int_model(x, x.roll(3, dims=-1))
+    for hook in hooks:
+        hook.remove()
+    checked = 0
+    for conv in convs:
+        weight, bias = conv.weight(), conv.bias()
+        if bias is None or bias.abs().max() == 0:
+            continue
+        steps = bias / (weight.q_per_channel_scales().float() * scales[id(conv)])
+        assert torch.allclose(steps, steps.round(), atol=1e-3), conv
+        checked += 1
+    assert checked >= 10
 
 
 def test_the_fake_quant_model_exports_to_onnx_qdq(small_cfg: StereokitConfig, tmp_path) -> None:

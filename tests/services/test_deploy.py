@@ -189,7 +189,9 @@ def test_validate_bpu_agrees_with_int_infer(deployed: Path) -> None:
     assert json.loads((deployed / "compile" / "validate.json").read_text())["provider"] == "cpu"
     assert abs(result.epe - int_infer.epe) <= 0.02 * int_infer.epe
     assert result.int_infer_epe == pytest.approx(int_infer.epe, rel=1e-6)
-    assert result.mean_abs_diff_px < 0.1
+    # int_infer adds its conv biases on the int32 grid as QLinearConv does: 0.0001 px here (0.0013
+    # with torch's float bias)
+    assert result.mean_abs_diff_px < 0.0005
 
 
 def test_infer_any_size_writes_every_output_right_way_up(deployed: Path, tiny_data: Path, tmp_path: Path) -> None:
