@@ -52,16 +52,17 @@ class CompiledNode:
     predicted: str  # check's device: accelerator | cpu
     dtype: str
     compiled: str  # the lowered op, "fused" when ORT folded it into a neighbour
-    runs: str  # integer | int16-simulation | float | fused
+    runs: str  # integer | int16-simulation | resize-simulation | float | fused
 
 
 def confirm_check(report: CheckReport, lowered: bytes) -> list[CompiledNode]:
     """Compare, node by node, what check predicted with what the lowered graph holds.
 
     A node check put on the accelerator must be integer after lowering (a QLinear op, or data
-    movement on integer tensors), fused into a neighbour, or, at int16, the DQ -> op -> Q group
-    ONNX Runtime runs in float on int16-valued data (QLinear ops are 8-bit only). Anything else
-    is a contradiction and raises.
+    movement on integer tensors), fused into a neighbour, or one of two DQ -> op -> Q groups that
+    ONNX Runtime runs in float on grid values: any op at int16 (its QLinear ops are 8-bit only),
+    and an 8-bit bilinear Resize (its CPU provider drops the Q/DQ around a Resize in nearest mode
+    only, whatever the scales). Anything else is a contradiction and raises.
     """
     proto = onnx.load_from_string(lowered)
     by_name = {n.name: n for n in proto.graph.node}
@@ -80,6 +81,11 @@ def confirm_check(report: CheckReport, lowered: bytes) -> list[CompiledNode]:
                 p is not None and (p.op_type == "DequantizeLinear" or float_data(p)) for p in feeds)
         return memo[node.name]
 
+    def between_q_and_dq(node: onnx.NodeProto) -> bool:
+        feed = producer.get(node.input[0])
+        users = [n for n in proto.graph.node if node.output[0] in n.input]
+        return feed is not None and feed.op_type == "DequantizeLinear" and [u.op_type for u in users] == ["QuantizeLinear"]
+
     rows = []
     for checked in report.nodes:
         node = by_name.get(checked.name)
@@ -89,6 +95,8 @@ def confirm_check(report: CheckReport, lowered: bytes) -> list[CompiledNode]:
         runs = "float" if float_data(node) else "integer"
         if runs == "float" and checked.dtype == "int16":
             runs = "int16-simulation"
+        elif runs == "float" and node.op_type == "Resize" and between_q_and_dq(node):
+            runs = "resize-simulation"
         if checked.device == "accelerator" and runs == "float":
             raise StereokitError(f"{checked.name}: check put this {checked.op} on the accelerator at {checked.dtype}, but the "
                                  f"compiled graph runs it in float; the IR and the target profile disagree.", exit_code=1)

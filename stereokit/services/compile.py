@@ -136,6 +136,8 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
         "float_islands": islands,
         # ONNX Runtime's QLinear ops are 8-bit only: these run as DQ -> op -> Q in float on int16 values
         "int16_simulated": [n.name for n in compiled_nodes if n.runs == "int16-simulation"],
+        # and ONNX Runtime's CPU provider has no integer bilinear Resize: these run as DQ -> Resize -> Q
+        "resize_simulated": [n.name for n in compiled_nodes if n.runs == "resize-simulation"],
         "q_dq_q_chains": chains_left(lowered),
         "estimate": totals,
     }

@@ -372,3 +372,19 @@ def test_stale_stages_in_place_are_refused_by_every_command(deployed: Path, tmp_
     assert all(rows[s]["state"] == "stale" for s in ("float", "calibration", "qat", "export", "compile"))
     table = subprocess.run([STEREOKIT, "status", str(run)], capture_output=True, text=True, timeout=120)
     assert table.returncode == 0 and "stale" in table.stdout and "next:" in table.stdout
+
+
+def test_an_all_8_bit_map_compiles_and_names_its_bilinear_resizes(tiny_data: Path, tmp_path: Path) -> None:
+    """ONNX Runtime's CPU provider keeps an 8-bit bilinear Resize as DQ -> Resize -> Q in float (it
+    drops the Q/DQ in nearest mode only): compile accepts that group and the manifest names it."""
+    run = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides(tiny_data, max_steps=8) + DEPLOY + ["quant.int16_modules=[]"])
+    train_through_qat(cfg, run)
+    run_compile(run / "qat", measure_runs=1)
+    manifest = load_hbm(run / "compile" / "model.hbm").manifest
+    assert manifest["int16_simulated"] == []
+    assert sorted(manifest["resize_simulated"]) == [f"/model/model/head/refine.{k}/upsample/op/Resize" for k in range(4)]
+    nodes = json.loads((run / "compile" / "perf.json").read_text())["nodes"]
+    assert {n["runs"] for n in nodes if n["predicted"] == "accelerator"} == {"integer", "fused", "resize-simulation"}
+    result = run_validate(run / "compile", show_progress=False)
+    assert result.passed and result.mean_abs_diff_px < 0.01  # the 8-bit output's step here is 0.125 px
