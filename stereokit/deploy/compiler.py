@@ -17,6 +17,7 @@ import onnx
 import onnxruntime as ort
 
 from stereokit.deploy.checker import CheckReport
+from stereokit.deploy.graph import Graph
 from stereokit.errors import StereokitError
 
 INTEGER_OPS = {"QLinearConv", "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearAveragePool",
@@ -64,10 +65,9 @@ def confirm_check(report: CheckReport, lowered: bytes) -> list[CompiledNode]:
     and an 8-bit bilinear Resize (its CPU provider drops the Q/DQ around a Resize in nearest mode
     only, whatever the scales). Anything else is a contradiction and raises.
     """
-    proto = onnx.load_from_string(lowered)
-    by_name = {n.name: n for n in proto.graph.node}
-    producer = {o: n for n in proto.graph.node for o in n.output}
-    graph_inputs = {i.name for i in proto.graph.input}
+    g = Graph.load(onnx.load_from_string(lowered))
+    by_name = {n.name: n for n in g.model.graph.node}
+    graph_inputs = {i.name for i in g.model.graph.input}
 
     memo: dict[str, bool] = {}
 
@@ -76,14 +76,14 @@ def confirm_check(report: CheckReport, lowered: bytes) -> list[CompiledNode]:
         if node.op_type.startswith("QLinear") or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             return False
         if node.name not in memo:
-            feeds = [producer.get(i) for i in node.input if i]
+            feeds = [g.producer.get(i) for i in node.input if i]
             memo[node.name] = any(i in graph_inputs for i in node.input) or any(
                 p is not None and (p.op_type == "DequantizeLinear" or float_data(p)) for p in feeds)
         return memo[node.name]
 
     def between_q_and_dq(node: onnx.NodeProto) -> bool:
-        feed = producer.get(node.input[0])
-        users = [n for n in proto.graph.node if node.output[0] in n.input]
+        feed = g.producer.get(node.input[0])
+        users = g.consumers.get(node.output[0], [])
         return feed is not None and feed.op_type == "DequantizeLinear" and [u.op_type for u in users] == ["QuantizeLinear"]
 
     rows = []
@@ -106,12 +106,11 @@ def confirm_check(report: CheckReport, lowered: bytes) -> list[CompiledNode]:
 
 def chains_left(model: bytes) -> int:
     """Q -> DQ -> Q chains the lowering should have removed."""
-    proto = onnx.load_from_string(model)
-    producer = {o: n for n in proto.graph.node for o in n.output}
+    g = Graph.load(onnx.load_from_string(model))
     count = 0
-    for node in proto.graph.node:
+    for node in g.model.graph.node:
         if node.op_type == "QuantizeLinear":
-            dq = producer.get(node.input[0])
-            if dq is not None and dq.op_type == "DequantizeLinear" and (q := producer.get(dq.input[0])) is not None and q.op_type == "QuantizeLinear":
+            dq = g.producer.get(node.input[0])
+            if dq is not None and dq.op_type == "DequantizeLinear" and (q := g.producer.get(dq.input[0])) is not None and q.op_type == "QuantizeLinear":
                 count += 1
     return count

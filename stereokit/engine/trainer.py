@@ -165,7 +165,6 @@ def fit(
     total_epochs = math.ceil(total_steps / steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_schedule(settings, steps_per_epoch, total_steps))
     amp_dtype = autocast_dtype(settings.amp, device)
-    use_amp = amp_dtype is not None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
 
     step, best_epe = 0, None
@@ -231,7 +230,7 @@ def fit(
                     imgl = imgl.contiguous(memory_format=torch.channels_last)
                     imgr = imgr.contiguous(memory_format=torch.channels_last)
                 gt = batch["disp"].to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=use_amp):
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     outputs = net(imgl, imgr)
                 loss = multiscale_loss([o.float() for o in outputs], gt, maxdisp, loss_weights)
                 if broadcast_flag(not bool(torch.isfinite(loss)), device):
