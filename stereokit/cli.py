@@ -31,6 +31,8 @@ config_app = typer.Typer(help="Inspect the resolved configuration.", no_args_is_
 app.add_typer(config_app, name="config")
 pack_app = typer.Typer(help="Pack a dataset into LMDB.", no_args_is_help=True)
 app.add_typer(pack_app, name="pack")
+rig_app = typer.Typer(help="Calibrate a stereo camera rig.", no_args_is_help=True)
+app.add_typer(rig_app, name="rig")
 
 # Markup off: paths and values a user gives are printed as they are (a file may be named a[x].png);
 # styles are given as Text spans, never parsed out of strings.
@@ -521,10 +523,13 @@ def infer(
     model_inputs: Optional[str] = typer.Option(None, "--model-inputs", help="imgl:L,imgr:R,baseline:B,f:F (the reference tool's form)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider: auto (TensorRT/CUDA where a GPU is visible, else CPU), cpu, cuda or tensorrt."),
+    rig: Optional[Path] = typer.Option(None, "--rig", help="A rig file: the pair is raw, rectify it first and take f and the baseline from the rig."),
+    max_depth: Optional[float] = typer.Option(None, "--max-depth", help="Leave points farther than this (in the baseline's unit) out of depth_mm.png and cloud.ply."),
 ) -> None:
-    """Disparity (PFM, 16-bit PNG x256, colour) and depth = f * baseline / disparity for one stereo pair.
+    """Disparity (PFM, 16-bit PNG x256, colour) and, with f and a baseline, depth (PFM, uint16 mm PNG) and a point cloud (PLY).
 
     Example: stereokit infer --model runs/sf/compile/model.hbm --imgl l.png --imgr r.png --baseline 0.54 --f 1050 --save-path out
+    Example: stereokit infer --model runs/sf/compile/model.hbm --rig rig.yaml --imgl raw_l.png --imgr raw_r.png --max-depth 10
     """
     from stereokit.services.infer import parse_model_inputs, run_infer
 
@@ -535,11 +540,11 @@ def infer(
     focal = focal if focal is not None else (float(extra["f"]) if "f" in extra else None)
     if model is None or imgl is None or imgr is None:
         raise StereokitError("--model, --imgl and --imgr are required (or imgl/imgr in --model-inputs).")
-    r = run_infer(model, imgl, imgr, save_path, baseline, focal, provider)
+    r = run_infer(model, imgl, imgr, save_path, baseline, focal, provider, rig, max_depth)
     if as_json:
         _echo_json(r.model_dump())
         return
-    depth = f", median depth {r.depth_median_m:.2f} m" if r.depth_median_m is not None else ""
+    depth = f", median depth {r.depth_median:.2f} {r.unit}" if r.depth_median is not None else ""
     console.print(f"disparity {r.disparity_min:.2f}..{r.disparity_max:.2f} px{depth}; {r.handling}; ran on {r.provider}")
     for name, where in r.outputs.items():
         console.print(f"  {name}: {where}")
@@ -576,6 +581,55 @@ def demo(
     console.print(f"report: {r.out / 'report.html'}; summary: {r.out / 'summary.json'}")
     for name in ("loss_curve", "compiled", "perf", "infer_side_by_side"):
         console.print(f"  {name}: {r.artifacts[name]}")
+
+
+@rig_app.command("calibrate")
+@user_errors
+def rig_calibrate(
+    folder: Path = typer.Argument(..., help="Chessboard pairs: left/ and right/ with the same names, or leftNN/rightNN images."),
+    board: str = typer.Option(..., "--board", help="Inner corners, COLUMNSxROWS (e.g. 9x6)."),
+    square: float = typer.Option(..., "--square", help="Side of one square, in --unit."),
+    unit: str = typer.Option("m", "--unit", help="The unit of --square; the baseline, T and depth come out in it."),
+    out: Path = typer.Option(Path("rig.yaml"), "--out", help="The rig file to write (pictures go beside it)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing rig file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the errors, baseline and focal length as JSON."),
+) -> None:
+    """Stereo calibration and rectification from chessboard pairs -> rig.yaml (OpenCV's K, D, R, T, R1, R2, P1, P2, Q).
+
+    Example: stereokit rig calibrate shots/ --board 9x6 --square 0.025 --out rig.yaml
+    """
+    from stereokit.services.rig import run_rig_calibrate
+
+    r = run_rig_calibrate(folder, board, square, out, unit, force, show_progress=not as_json)
+    if as_json:
+        _echo_json({k: v for k, v in r.model_dump(mode="json").items() if k != "pictures"})
+        return
+    if r.skipped:
+        console.print(f"board not found in both views of {len(r.skipped)} pairs, skipped: {', '.join(r.skipped)}")
+    console.print(f"{r.rig}: {len(r.used)} pairs, RMS {r.rms:.3f} px, rectified rows {r.rectified_dy_mean:.3f} px mean / "
+                  f"{r.rectified_dy_max:.3f} max; baseline {r.baseline:.4f} {r.unit}, focal {r.focal_px:.1f} px ({r.camera_model})")
+    console.print(f"pictures: {r.pictures[-1]} and {r.pictures[0].parent}/")
+
+
+@app.command()
+@user_errors
+def rectify(
+    rig: Path = typer.Option(..., "--rig", help="The rig file from 'stereokit rig calibrate'."),
+    imgl: Optional[Path] = typer.Option(None, "--imgl", help="Raw left image."),
+    imgr: Optional[Path] = typer.Option(None, "--imgr", help="Raw right image."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="A folder of raw pairs instead (left/ and right/, or leftNN/rightNN)."),
+    save_path: Path = typer.Option(Path("rectified"), "--save-path", help="Writes left.png and right.png (or left/ and right/)."),
+    crop: bool = typer.Option(False, "--crop", help="Keep only the window valid in both views."),
+) -> None:
+    """Raw pairs -> rectified pairs (rows are epipolar lines), with a rig.
+
+    Example: stereokit rectify --rig rig.yaml --imgl raw_l.png --imgr raw_r.png --save-path rect
+    """
+    from stereokit.services.rectify import run_rectify
+
+    r = run_rectify(rig, save_path, imgl, imgr, pairs, crop)
+    cropped = f", cropped to the valid window x={r.cropped[0]} y={r.cropped[1]} {r.cropped[2]}x{r.cropped[3]}" if r.cropped else ""
+    console.print(f"rectified {r.pairs} pair(s) into {r.out} ({r.size[0]}x{r.size[1]}{cropped})")
 
 
 def main() -> None:

@@ -73,6 +73,27 @@ class ModelConfig(_Section):
         return self.maxdisp // self.cost_scale
 
 
+class AugmentConfig(_Section):
+    """Synthetic-to-real augmentations (stereokit/data/augment.py); every one off by default (the recipe)."""
+
+    scale: tuple[float, float] = Field((1.0, 1.0), description="random rescale before the crop, (low, high); disparities scale with it")
+    colour_jitter: float = Field(0.0, ge=0, le=0.5, description="each view's own gamma, contrast, brightness and channel gains, +- this")
+    colour_jitter_prob: float = Field(1.0, ge=0, le=1)
+    occlusion_prob: float = Field(0.0, ge=0, le=1, description="share of pairs with an occluding patch pasted into the right view")
+    vertical_jitter: float = Field(0.0, ge=0, le=4, description="the right view moved up or down by up to this many pixels")
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1] <= 4:
+            raise ValueError(f"scale {list(v)} must be a range 0 < low <= high <= 4")
+        return v
+
+    @property
+    def active(self) -> bool:
+        return self.scale != (1.0, 1.0) or self.colour_jitter > 0 or self.occlusion_prob > 0 or self.vertical_jitter > 0
+
+
 class DataConfig(_Section):
     """Where the data is and how a sample becomes a tensor."""
 
@@ -90,6 +111,7 @@ class DataConfig(_Section):
         description="training pairs held out to select best.pt (a seeded draw); default 10% of the training set, at most 500",
     )
     val_lmdb: Path | None = Field(None, description="a packed validation split to select best.pt on instead of a held-out draw")
+    augment: AugmentConfig = AugmentConfig()
 
     @field_validator("crop")
     @classmethod

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 BUILT_COMMANDS = ["pack", "calops", "train", "calibrate", "qat", "eval", "export", "check", "compile", "infer",
-                  "validate-bpu", "demo", "synth", "config"]
+                  "validate-bpu", "demo", "synth", "config", "rig", "rectify"]
 
 
 def stereokit(*args: str) -> subprocess.CompletedProcess[str]:

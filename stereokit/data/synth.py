@@ -1,7 +1,7 @@
 """A SceneFlow-format generator: FlyingThings-like scenes with exact ground truth.
 
 Every surface is a textured layer whose disparity is a smooth function of left-image coordinates,
-d(x, y) = a + b x + c y + kx (x - cx)^2 + ky (y - cy)^2 (objects are planes, kx = ky = 0; the
+d(x, y) = a + b x + c y + kx (x - cx)^2 + ky (y - cy)^2 (objects are planes or, with object_curvature, bulges; the
 background may curve). A right-image pixel x_r shows the layer point x_l with x_l - d(x_l, y) = x_r:
 a plane solves that in closed form, x_l = (x_r + a + c y) / (1 - b); a curved surface by fixed-point
 iteration x_l <- x_r + d(x_l, y), a contraction because |dd/dx| < 1/2. Each view samples every layer's
@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from stereokit.data.pfm import write_pfm
+from stereokit.data.photos import photo_texture
 from stereokit.data.sceneflow import DISP_DIR, IMAGE_DIR, Sample
 
 # The textures drawn for an object that is neither weak nor repetitive, repeated by weight.
@@ -77,6 +78,8 @@ class SceneOptions:
     vignette: float = 0.25
     blur: float = 0.7  # largest sigma (px)
     noise: float = 2.5  # largest noise std (grey levels)
+    photo_share: float = 0.0  # surfaces textured with crops of real photographs (stereokit.data.photos)
+    object_curvature: float = 0.0  # objects with a curved surface, their largest bulge as a fraction of maxdisp
 
     def problem(self, height: int, width: int, maxdisp: float) -> str | None:
         """The first option out of range, as a sentence naming it; None when all are usable."""
@@ -97,12 +100,12 @@ class SceneOptions:
                 return f"scene option {name}=[{lo}, {hi}] goes past maxdisp (its values are fractions of maxdisp, at most 1)."
         if self.object_size[1] > 1:
             return f"scene option object_size={list(self.object_size)}: sizes are fractions of the shorter side, at most 1."
-        for name in ("thin_share", "weak_share", "repetitive_share", "vignette"):
+        for name in ("thin_share", "weak_share", "repetitive_share", "vignette", "photo_share"):
             if getattr(self, name) > 1:
                 return f"scene option {name}={getattr(self, name)} is a fraction, at most 1."
         if self.weak_share + self.repetitive_share > 1:
             return "scene options weak_share + repetitive_share must not exceed 1."
-        if self.slant + self.curvature > 0.5 or self.slant > 0.5:
+        if self.slant + max(self.curvature, self.object_curvature) > 0.5 or self.slant > 0.5:
             return f"scene options slant={self.slant} and curvature={self.curvature}: together at most 0.5 of maxdisp across the frame."
         if self.gain >= 1 or self.gamma >= 1:
             return "scene options gain and gamma must be below 1 (they are relative changes)."
@@ -173,7 +176,9 @@ def _palette(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def make_texture(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
-    """A [h, w, 3] float32 texture in [0, 255]: pink, dead_leaves, stripes, binary, gradient, noise or weak."""
+    """A [h, w, 3] float32 texture in [0, 255]: photo, pink, dead_leaves, stripes, binary, gradient, noise or weak."""
+    if kind == "photo":
+        return photo_texture(rng, h, w)
     if kind == "dead_leaves":
         # Overlapping discs with a power-law size distribution: the scale-invariant occlusion
         # statistics of natural images, with sharp edges at every scale.
@@ -236,6 +241,8 @@ def _texture_kind(rng: np.random.Generator, options: SceneOptions) -> str:
         return "weak"
     if u < options.weak_share + options.repetitive_share:
         return "stripes"
+    if options.photo_share and rng.random() < options.photo_share:
+        return "photo"
     return str(rng.choice(RICH_TEXTURES))
 
 
@@ -414,13 +421,19 @@ def render_scene(rng: np.random.Generator, height: int, width: int, maxdisp: flo
                         _fit_surface(surface, 0.5, 0.98 * maxdisp, height, width + margin), None))
     flo, fhi = options.foreground
     for _ in range(int(rng.integers(options.min_objects, options.max_objects + 1))):
+        shape = _random_shape(rng, height, width, options)
+        bulge = (0.0, 0.0, 0.0, 0.0)
+        if options.object_curvature and rng.random() < 0.5:
+            # a smooth curved surface (a cylinder or a dome seen from the front), centred on the object
+            centre = shape[1][:2] if shape[0] == "ellipse" else shape[1].mean(axis=0)
+            k = -rng.uniform(0, options.object_curvature) * maxdisp
+            bulge = (k / (width / 2) ** 2, k / (height / 2) ** 2 * float(rng.random() < 0.6), float(centre[0]), float(centre[1]))
         plane = (
             rng.uniform(flo, fhi) * maxdisp,
             rng.uniform(-options.slant, options.slant) * maxdisp / width,
             rng.uniform(-options.slant, options.slant) * maxdisp / height,
-            0.0, 0.0, 0.0, 0.0,
+            *bulge,
         )
-        shape = _random_shape(rng, height, width, options)
         texture = make_texture(rng, height, tex_w, _texture_kind(rng, options))
         layers.append(Layer(texture, _fit_surface(plane, 0.5, 0.98 * maxdisp, height, width + margin), shape))
     left, disp, owner_l = _render(layers, height, width, margin, right=False)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from stereokit.config import DataConfig
+from stereokit.data.augment import Augment, scaled_window
 from stereokit.errors import DataError
 
 Sample = dict[str, Any]
@@ -20,16 +21,23 @@ Sample = dict[str, Any]
 
 @dataclass
 class RandomCrop:
-    """The same window on left, right and disparity."""
+    """The same window on left, right and disparity; with a scale range, a window of crop / scale
+    resized to the crop (the disparity scaled with it)."""
 
     height: int
     width: int
+    scale: tuple[float, float] = (1.0, 1.0)
 
     def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
         h, w = sample["disp"].shape[:2]
         if h < self.height or w < self.width:
             raise DataError(f"sample of {w}x{h} is smaller than the crop {self.width}x{self.height}; lower data.crop.")
         rng = rng or np.random.default_rng()
+        if self.scale != (1.0, 1.0):
+            # at least the crop's size back from the image: a window never needs more pixels than it has
+            lo, hi = max(self.scale[0], self.height / h, self.width / w), self.scale[1]
+            scale = float(np.exp(rng.uniform(np.log(lo), np.log(max(lo, hi)))))
+            return scaled_window(sample, self.height, self.width, scale, rng)
         top = int(rng.integers(0, h - self.height + 1))
         left = int(rng.integers(0, w - self.width + 1))
         window = (slice(top, top + self.height), slice(left, left + self.width))
@@ -76,9 +84,12 @@ class Pipeline:
 
     crop: RandomCrop | None
     steps: list[Callable[[Sample], Sample]]
+    augment: Augment | None = None
 
     def window(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
-        return self.crop(sample, rng) if self.crop is not None else sample
+        rng = rng or np.random.default_rng()
+        sample = self.crop(sample, rng) if self.crop is not None else sample
+        return self.augment(sample, rng) if self.augment is not None else sample
 
     def finish(self, sample: Sample) -> Sample:
         for step in self.steps:
@@ -90,8 +101,9 @@ class Pipeline:
 
 
 def build_transform(cfg: DataConfig, train: bool) -> Pipeline:
-    crop = RandomCrop(*cfg.crop) if train else None
-    return Pipeline(crop, [BgrToYuv444(cfg.rgb_input), ToTensor(), Normalize(cfg.mean, cfg.std)])
+    crop = RandomCrop(*cfg.crop, scale=cfg.augment.scale) if train else None
+    augment = Augment(cfg.augment) if train and cfg.augment.active else None
+    return Pipeline(crop, [BgrToYuv444(cfg.rgb_input), ToTensor(), Normalize(cfg.mean, cfg.std)], augment)
 
 
 def preprocess_image(image: np.ndarray, cfg: DataConfig) -> torch.Tensor:

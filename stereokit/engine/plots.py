@@ -12,11 +12,51 @@ import numpy as np
 from stereokit.runs import atomic_write_bytes
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
+def png_bytes(image: np.ndarray) -> bytes:
+    """An image array (uint8 BGR, grey, or uint16) encoded as PNG."""
     ok, data = cv2.imencode(".png", image)
     if not ok:
-        raise OSError(f"{path}: could not encode the picture")
-    atomic_write_bytes(path, data.tobytes())
+        raise OSError("could not encode a picture as PNG")
+    return data.tobytes()
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    atomic_write_bytes(path, png_bytes(image))
+
+
+def figure_png(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (and closed)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def depth_picture(depth: np.ndarray, unit: str = "m") -> bytes:
+    """A coloured depth map with a colour bar in the depth's unit (near warm, far cool)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    valid = depth[depth > 0]
+    vmin, vmax = (float(np.percentile(valid, 2)), float(np.percentile(valid, 98))) if valid.size else (0.0, 1.0)
+    h, w = depth.shape
+    fig, ax = plt.subplots(figsize=(max(4.0, w / 100 + 1.2), max(3.0, h / 100)), dpi=100)
+    image = ax.imshow(np.where(depth > 0, depth, np.nan), cmap="turbo_r", vmin=vmin, vmax=vmax)
+    ax.set_axis_off()
+    fig.colorbar(image, ax=ax, label=f"depth ({unit})", fraction=0.046, pad=0.02)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def depth_colour(depth: np.ndarray) -> np.ndarray:
+    """Depth as a BGR panel for side-by-side pictures: near warm, far cool, invalid black."""
+    valid = depth[depth > 0]
+    vmax = float(np.percentile(valid, 98)) if valid.size else 1.0
+    return colorize(np.where(depth > 0, vmax - np.minimum(depth, vmax), np.nan), vmax)
 
 
 def colorize(values: np.ndarray, vmax: float, cmap: int = cv2.COLORMAP_TURBO) -> np.ndarray:
@@ -43,7 +83,7 @@ def disparity_panel(left_bgr: np.ndarray, gt: np.ndarray | None, pred: np.ndarra
 
 
 def write_panel(path: Path, left_bgr: np.ndarray, gt: np.ndarray | None, pred: np.ndarray, maxdisp: float) -> None:
-    _write_png(path, disparity_panel(left_bgr, gt, pred, maxdisp))
+    write_png(path, disparity_panel(left_bgr, gt, pred, maxdisp))
 
 
 def plot_loss_curves(history: list[dict[str, Any]], path: Path) -> None:
@@ -68,7 +108,4 @@ def plot_loss_curves(history: list[dict[str, Any]], path: Path) -> None:
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, figure_png(fig))

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -14,19 +14,23 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel
 
+from stereokit.camera.depth import UNIT_METRES, depth_from_disparity, depth_to_mm, encode_ply, point_cloud
+from stereokit.camera.rectify import Rectifier
+from stereokit.camera.rig import Rig, load_rig, rig_hash
 from stereokit.config import DataConfig
+from stereokit.data.pairs import read_pair
 from stereokit.data.pfm import encode_pfm
-from stereokit.data.sceneflow import decode_image, read_image_bytes
 from stereokit.data.transforms import preprocess_image
 from stereokit.deploy.hbm import load_hbm
 from stereokit.deploy.onnx_export import read_metadata
 from stereokit.deploy.runtime import Runtime, open_compiled, open_onnx
 from stereokit.engine.evaluate import torch_predictor
-from stereokit.engine.plots import colorize
+from stereokit.engine.plots import colorize, depth_colour, depth_picture, png_bytes
 from stereokit.errors import StereokitError
 from stereokit.paths import folder_to_write
 from stereokit.runs import atomic_write_bytes, atomic_write_text, run_config
 from stereokit.models.inference import prepare_for_inference
+from stereokit.services.rectify import check_size
 from stereokit.services.stages import SOURCE, load_stage_model, stage_checkpoint
 
 
@@ -37,8 +41,36 @@ class InferResult(BaseModel):
     provider: str
     disparity_min: float
     disparity_max: float
-    depth_median_m: float | None
+    depth_median: float | None  # in `unit`
     outputs: dict[str, str]
+    rig: str | None = None
+    rig_sha256: str | None = None
+    focal_px: float | None = None
+    baseline: float | None = None
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What turns disparity into depth and points: f, B, the principal point, the unit of B."""
+
+    focal_px: float
+    baseline: float
+    cx: float
+    cy: float
+    unit: str
+
+    @classmethod
+    def of_rig(cls, rig: Rig) -> "Geometry":
+        return cls(rig.focal_px, rig.baseline, float(rig.P1[0][2]), float(rig.P1[1][2]), rig.unit)
+
+
+def range_note(disp: np.ndarray, maxdisp: float) -> str | None:
+    """One line when the scene is nearer than the model was trained for (disparities pile up at maxdisp)."""
+    if maxdisp and float((disp >= 0.95 * maxdisp).mean()) > 0.01:
+        return (f"{(disp >= 0.95 * maxdisp).mean():.0%} of pixels reach the model's largest disparity ({maxdisp:g} px): "
+                "parts of the scene are nearer than it was trained for; downscale the pair or train with a larger maxdisp")
+    return None
 
 
 def parse_model_inputs(text: str) -> dict[str, str]:
@@ -55,10 +87,6 @@ def parse_model_inputs(text: str) -> dict[str, str]:
                 raise StereokitError(f"--model-inputs: {key} '{value}' is not a number.") from None
         values[key] = value
     return values
-
-
-def read_image(path: Path) -> np.ndarray:
-    return decode_image(read_image_bytes(Path(path)), str(path))
 
 
 def _normalisation(meta: dict[str, str], name: Path) -> DataConfig:
@@ -127,80 +155,73 @@ def predict_pair(model_path: Path, left_bgr: np.ndarray, right_bgr: np.ndarray,
     return disp, handling, runtime.maxdisp, runtime.provider
 
 
-def depth_from_disparity(disp: np.ndarray, baseline: float, focal: float) -> np.ndarray:
-    """depth = f * baseline / disparity in metres; 0 where the disparity is 0 (no match)."""
-    with np.errstate(divide="ignore"):
-        return np.where(disp > 0, focal * baseline / np.maximum(disp, 1e-6), 0.0).astype(np.float32)
+def _disparity_outputs(out: Path, disp: np.ndarray, maxdisp: float) -> tuple[dict[str, str], np.ndarray]:
+    atomic_write_bytes(out / "disparity.pfm", encode_pfm(disp))
+    atomic_write_bytes(out / "disparity.png", png_bytes(np.clip(disp * 256.0, 0, 65535).astype(np.uint16)))
+    colour = colorize(disp, maxdisp or float(disp.max()))
+    atomic_write_bytes(out / "disparity_color.png", png_bytes(colour))
+    return {"disparity_pfm": str(out / "disparity.pfm"), "disparity_png16": str(out / "disparity.png"),
+            "disparity_color": str(out / "disparity_color.png")}, colour
 
 
-def depth_picture(depth: np.ndarray) -> bytes:
-    """A coloured depth map with a legend in metres (matplotlib colour bar)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    valid = depth[depth > 0]
-    vmax = float(np.percentile(valid, 98)) if valid.size else 1.0
-    h, w = depth.shape
-    fig, ax = plt.subplots(figsize=(max(4.0, w / 100 + 1.2), max(3.0, h / 100)), dpi=100)
-    vmin = float(np.percentile(valid, 2)) if valid.size else 0.0
-    image = ax.imshow(np.where(depth > 0, depth, np.nan), cmap="turbo_r", vmin=vmin, vmax=vmax)
-    ax.set_axis_off()
-    fig.colorbar(image, ax=ax, label="depth (m)", fraction=0.046, pad=0.02)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+def _depth_outputs(out: Path, left: np.ndarray, depth: np.ndarray, geometry: Geometry, max_depth: float | None) -> dict[str, str]:
+    """depth.pfm (the baseline's unit), depth_mm.png (uint16 mm, 0 = invalid), depth.png, cloud.ply."""
+    atomic_write_bytes(out / "depth.pfm", encode_pfm(depth))
+    atomic_write_bytes(out / "depth_mm.png", png_bytes(depth_to_mm(depth, UNIT_METRES[geometry.unit], max_depth)))
+    atomic_write_bytes(out / "depth.png", depth_picture(depth, geometry.unit))
+    points, colours = point_cloud(depth, left, geometry.focal_px, geometry.cx, geometry.cy, max_depth)
+    atomic_write_bytes(out / "cloud.ply", encode_ply(points, colours))
+    return {"depth_pfm": str(out / "depth.pfm"), "depth_mm_png": str(out / "depth_mm.png"),
+            "depth_png": str(out / "depth.png"), "cloud_ply": str(out / "cloud.ply")}
 
 
-def _png(image: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", image)
-    if not ok:
-        raise StereokitError("could not encode a picture.", exit_code=1)
-    return data.tobytes()
-
-
-def run_infer(model: Path, imgl: Path, imgr: Path, save_path: Path, baseline: float | None = None,
-              focal: float | None = None, provider: str = "auto") -> InferResult:
+def _check_flags(baseline: float | None, focal: float | None, rig: Path | None, max_depth: float | None) -> None:
+    if rig is not None and (baseline is not None or focal is not None):
+        raise StereokitError("--rig gives f and the baseline; leave out --baseline and --f.")
     if (baseline is None) != (focal is None):
         missing = "--f" if focal is None else "--baseline"
         raise StereokitError(f"{missing}: depth needs both --baseline (m) and --f (px); give both or neither.")
-    for flag, value in (("--baseline", baseline), ("--f", focal)):
+    for flag, value in (("--baseline", baseline), ("--f", focal), ("--max-depth", max_depth)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise StereokitError(f"{flag}: {value} must be a positive finite number.")
+
+
+def run_infer(model: Path, imgl: Path, imgr: Path, save_path: Path, baseline: float | None = None,
+              focal: float | None = None, provider: str = "auto", rig: Path | None = None,
+              max_depth: float | None = None) -> InferResult:
+    _check_flags(baseline, focal, rig, max_depth)
+    the_rig = load_rig(rig) if rig is not None else None
     out = folder_to_write(Path(save_path), "--save-path")
-    left, right = read_image(imgl), read_image(imgr)
-    if left.shape != right.shape:
-        raise StereokitError(f"{imgr}: {right.shape[1]}x{right.shape[0]} differs from the left image's {left.shape[1]}x{left.shape[0]}.")
+    left, right = read_pair(imgl, imgr)
+    geometry: Geometry | None = None
+    if the_rig is not None:
+        check_size(the_rig, left, Path(imgl))
+        left, right = Rectifier.of(the_rig)(left, right)
+        geometry = Geometry.of_rig(the_rig)
+    elif baseline is not None and focal is not None:
+        geometry = Geometry(focal_px=focal, baseline=baseline, cx=(left.shape[1] - 1) / 2, cy=(left.shape[0] - 1) / 2, unit="m")
     disp, handling, maxdisp, ran_on = predict_pair(model, left, right, provider)
+    notes = [handling] + ([note] if (note := range_note(disp, maxdisp)) else [])
     out.mkdir(parents=True, exist_ok=True)
-    outputs: dict[str, str] = {}
-    atomic_write_bytes(out / "disparity.pfm", encode_pfm(disp))
-    outputs["disparity_pfm"] = str(out / "disparity.pfm")
-    atomic_write_bytes(out / "disparity.png", _png(np.clip(disp * 256.0, 0, 65535).astype(np.uint16)))
-    outputs["disparity_png16"] = str(out / "disparity.png")
-    disp_colour = colorize(disp, maxdisp or float(disp.max()))
-    atomic_write_bytes(out / "disparity_color.png", _png(disp_colour))
-    outputs["disparity_color"] = str(out / "disparity_color.png")
+    outputs, disp_colour = _disparity_outputs(out, disp, maxdisp)
+    if the_rig is not None:
+        atomic_write_bytes(out / "left_rectified.png", png_bytes(left))
+        outputs["left_rectified"] = str(out / "left_rectified.png")
     panels = [left, disp_colour]
     depth_median = None
-    if baseline is not None and focal is not None:
-        depth = depth_from_disparity(disp, baseline, focal)
-        buf = io.BytesIO()
-        np.save(buf, depth)
-        atomic_write_bytes(out / "depth.npy", buf.getvalue())
-        atomic_write_bytes(out / "depth.png", depth_picture(depth))
-        outputs.update({"depth_npy": str(out / "depth.npy"), "depth_png": str(out / "depth.png")})
+    if geometry is not None:
+        depth = depth_from_disparity(disp, geometry.baseline, geometry.focal_px)
+        outputs.update(_depth_outputs(out, left, depth, geometry, max_depth))
         valid = depth[depth > 0]
         depth_median = float(np.median(valid)) if valid.size else None
-        vmax = float(np.percentile(valid, 98)) if valid.size else 1.0
-        panels.append(colorize(np.where(depth > 0, vmax - np.minimum(depth, vmax), np.nan), vmax))
-    atomic_write_bytes(out / "side_by_side.png", _png(np.concatenate(panels, axis=1)))
+        panels.append(depth_colour(depth))
+    atomic_write_bytes(out / "side_by_side.png", png_bytes(np.concatenate(panels, axis=1)))
     outputs["side_by_side"] = str(out / "side_by_side.png")
-    result = InferResult(model=str(model), size=[left.shape[0], left.shape[1]], handling=handling, provider=ran_on,
+    result = InferResult(model=str(model), size=[left.shape[0], left.shape[1]], handling="; ".join(notes), provider=ran_on,
                          disparity_min=float(disp.min()), disparity_max=float(disp.max()),
-                         depth_median_m=depth_median, outputs=outputs)
+                         depth_median=depth_median, outputs=outputs,
+                         rig=str(rig) if rig is not None else None, rig_sha256=rig_hash(rig) if rig is not None else None,
+                         focal_px=geometry.focal_px if geometry else None, baseline=geometry.baseline if geometry else None,
+                         unit=geometry.unit if geometry else None)
     atomic_write_text(out / "infer.json", json.dumps(result.model_dump(), indent=2))
     return result

@@ -29,16 +29,19 @@ def _warp_error(left: np.ndarray, right: np.ndarray, disp: np.ndarray, shift: fl
     return np.abs(_warp(right, disp, shift) - left.astype(np.float32)).max(axis=-1)
 
 
-def test_ground_truth_is_exact_at_non_occluded_pixels() -> None:
-    """Warp the right image by the disparity: it must reproduce the left one where both see the surface."""
-    scene = render_scene(np.random.default_rng(3), 128, 256, 48, NO_CAMERA)
+def _assert_warp_exact(scene, seen_share: float) -> None:  # type: ignore[no-untyped-def]
     error = _warp_error(scene.left, scene.right, scene.disp)
     seen = scene.nonoccluded
-    assert seen.mean() > 0.6
+    assert seen.mean() > seen_share
     # what is left is bilinear resampling of textures with detail near the pixel scale
     assert np.median(error[seen]) <= 3.0
     # and the check is not vacuous: a disparity wrong by one pixel is three times worse
     assert np.median(_warp_error(scene.left, scene.right, scene.disp, 1.0)[seen]) > 3 * max(np.median(error[seen]), 1.0)
+
+
+def test_ground_truth_is_exact_at_non_occluded_pixels() -> None:
+    """Warp the right image by the disparity: it must reproduce the left one where both see the surface."""
+    _assert_warp_exact(render_scene(np.random.default_rng(3), 128, 256, 48, NO_CAMERA), 0.6)
 
 
 def _undo(image: np.ndarray, camera: Camera) -> np.ndarray:
@@ -135,3 +138,30 @@ def test_deterministic_for_a_seed_whatever_the_workers(tmp_path: Path, synth_tre
     run_synth(out=other, num_train=1, num_test=0, height=64, width=128, maxdisp=24, seed=6, show_progress=False)
     rel = synth_sample_paths("train", 0).left
     assert (other / rel).read_bytes() != (synth_tree / rel).read_bytes()
+
+
+PHOTO_SCENES = SceneOptions(gain=0, offset=0, gamma=0, vignette=0, blur=0, noise=0, photo_share=1.0, object_curvature=0.08)
+
+
+def test_ground_truth_stays_exact_with_photo_textures_and_curved_objects() -> None:
+    _assert_warp_exact(render_scene(np.random.default_rng(12), 128, 256, 48, PHOTO_SCENES), 0.5)
+
+
+def test_photo_textures_are_cut_from_photographs_never_the_evaluation_pair() -> None:
+    from stereokit.data.photos import EVALUATION_ONLY, PHOTOS, photo_texture
+
+    assert not set(PHOTOS) & set(EVALUATION_ONLY)
+    a = photo_texture(np.random.default_rng(1), 64, 96)
+    assert a.shape == (64, 96, 3) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 255
+    assert np.array_equal(a, photo_texture(np.random.default_rng(1), 64, 96))
+    assert not np.array_equal(a, photo_texture(np.random.default_rng(2), 64, 96))
+
+
+def test_photo_scenes_are_the_same_whatever_the_worker_count(tmp_path: Path) -> None:
+    opts = SceneOptions.parse(["photo_share=0.7", "object_curvature=0.05"])
+    run_synth(tmp_path / "a", num_train=3, num_test=1, height=64, width=128, maxdisp=24, workers=1, options=opts, show_progress=False)
+    run_synth(tmp_path / "b", num_train=3, num_test=1, height=64, width=128, maxdisp=24, workers=2, options=opts, show_progress=False)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) >= 8
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel

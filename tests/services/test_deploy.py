@@ -208,13 +208,13 @@ def test_infer_any_size_writes_every_output_right_way_up(deployed: Path, tiny_da
             fixed_shape = model.name != "qat"  # the .hbm and the .onnx have the static 64x128 input
             expected = ("padded" if name == "small" else "resized") if fixed_shape else "torch"
             assert expected in result.handling, result.handling
-            for key in ("disparity_pfm", "disparity_png16", "disparity_color", "depth_npy", "depth_png", "side_by_side"):
+            for key in ("disparity_pfm", "disparity_png16", "disparity_color", "depth_pfm", "depth_mm_png", "depth_png", "cloud_ply", "side_by_side"):
                 assert Path(result.outputs[key]).is_file(), key
             disp = read_pfm(out / "disparity.pfm")
             png16 = cv2.imread(str(out / "disparity.png"), cv2.IMREAD_UNCHANGED)
             assert disp.shape == (size[1], size[0]) and png16.dtype == np.uint16
             assert np.allclose(png16 / 256.0, np.clip(disp, 0, 255.99), atol=1 / 256)  # same orientation
-            depth = np.load(out / "depth.npy")
+            depth = read_pfm(out / "depth.pfm")
             ok = disp > 0
             assert np.allclose(depth[ok], 1050.0 * 0.54 / disp[ok], rtol=1e-5)
             panel = cv2.imread(str(out / "side_by_side.png"))
