@@ -352,18 +352,31 @@ def eval_(
     run_dir: Path = RunDirOpt,
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Evaluate this checkpoint instead of the stage's own."),
     all_stages: bool = typer.Option(False, "--all", help="Every stage that exists, side by side."),
-    as_json: bool = typer.Option(False, "--json", help='Print {"epe", "bad1", "bad3", "pixels"} (with --all: one per stage).'),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="A real benchmark read as it ships: middlebury, kitti2012, kitti2015, eth3d, or sceneflow (a tree's test split)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="With --dataset: the folder the benchmark unpacks to (or one scene's folder)."),
+    model: Optional[str] = typer.Option(None, "--model", help="With --dataset: a .hbm, an .onnx or a stage directory (instead of --stage/--run-dir)."),
+    save_path: Optional[Path] = typer.Option(None, "--save-path", help="With --dataset: where pictures and eval.json go (default RUN/<stage>/eval_<dataset>, or eval_<dataset>)."),
+    provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider for a .hbm/.onnx --model."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"epe", "bad1", "bad3", "pixels"} (with --all: one per stage; with --dataset also bad2, d1_all, pooled and nonocc).'),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """EPE, bad-1 and bad-3 on the test split at full resolution; pictures and eval.json in RUN/<stage>/eval/.
 
-    EPE is computed per image over pixels with 0 < gt < maxdisp, then averaged over images.
+    EPE is computed per image over pixels with 0 < gt < maxdisp, then averaged over images. With
+    --dataset, each benchmark's own masks (every pixel with ground truth, and the non-occluded ones)
+    and metrics (bad-1/2/3, KITTI's D1-all), per image averaged and pooled over all pixels.
 
     Example: stereokit eval --stage qat --run-dir runs/sf --json;  stereokit eval --all --run-dir runs/sf
+    Example: stereokit eval --dataset kitti2015 --data-dir data/kitti2015 --model runs/sf/compile/model.hbm --json
     """
     from stereokit.services.eval import eval_json, run_eval, run_eval_all
 
     show = not (quiet or as_json)
+    if dataset is not None:
+        _eval_benchmark(dataset, data_dir, model, stage, run_dir, save_path, provider, as_json, show)
+        return
+    if data_dir is not None or model is not None:
+        raise StereokitError("--data-dir and --model go with --dataset (a real benchmark); without it eval reads the run's test split.")
     results = run_eval_all(run_dir, show) if all_stages else {stage: run_eval(run_dir, stage, checkpoint, show)}
     rows = {name: eval_json(r) for name, r in results.items()}
     if as_json:
@@ -373,6 +386,41 @@ def eval_(
     console.print(_metrics_table(f"{run_dir} on the test split ({images} images)", rows))
     for name, r in results.items():
         console.print(f"{name}: pictures and eval.json in {r.out_dir}")
+
+
+def _eval_benchmark(dataset: str, data_dir: Optional[Path], model: Optional[str], stage: str, run_dir: Path,
+                    save_path: Optional[Path], provider: str, as_json: bool, show: bool) -> None:
+    from stereokit.data.benchmark import BENCHMARKS
+    from stereokit.services.eval import benchmark_json, run_eval_benchmark
+    from stereokit.services.predictors import open_predictor, stage_predictor
+
+    if dataset not in (*BENCHMARKS, "sceneflow"):
+        raise StereokitError(f"--dataset {dataset!r}: not a known benchmark; known: {', '.join((*BENCHMARKS, 'sceneflow'))}.")
+    if data_dir is None:
+        raise StereokitError(f"--dataset {dataset} needs --data-dir, the folder the benchmark unpacks to.")
+    if model is not None:
+        predictor = open_predictor(Path(model), provider)
+        out = save_path or Path(f"eval_{dataset}")
+    else:
+        predictor = stage_predictor(run_dir, stage)
+        out = save_path or run_dir / stage / f"eval_{dataset}"
+    r = run_eval_benchmark(dataset, data_dir, predictor, out, show)
+    if as_json:
+        _echo_json(benchmark_json(r))
+        return
+    rows = {"all pixels (per image)": r.model_dump(), "all pixels (pooled)": r.pooled}
+    if r.nonocc is not None:
+        rows["non-occluded (per image)"] = r.nonocc
+        rows["non-occluded (pooled)"] = r.nonocc["pooled"]
+    table = Table(title=f"{r.model} on {dataset} ({r.images} images, {r.ran_on})")
+    for name in ("pixels", "EPE (px)", "bad-1", "bad-2", "bad-3", "D1-all"):
+        table.add_column(name, justify="left" if name == "pixels" else "right")
+    for name, m in rows.items():
+        table.add_row(name, f"{m['epe']:.3f}", f"{m['bad1']:.2%}", f"{m['bad2']:.2%}", f"{m['bad3']:.2%}", f"{m['d1_all']:.2%}")
+    console.print(table)
+    for note in r.notes:
+        console.print(f"note: {note}")
+    console.print(f"pictures and eval.json in {r.out_dir}")
 
 
 @app.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -65,3 +66,43 @@ class StereoMetrics:
             "pixels": sum(v[3] for v in values),
             "images": n,
         }
+
+
+# ---------------------------------------------------------------- real benchmarks
+# Each benchmark's devkit counts over its own masks (all pixels with ground truth, and the
+# non-occluded ones where it has them), not the 0 < gt < maxdisp of SceneFlow training:
+#   bad-k = share of pixels with |error| > k px;  D1 (KITTI) = share with |error| > 3 px AND > 5% of gt.
+
+BENCHMARK_KEYS = ("epe", "bad1", "bad2", "bad3", "d1_all")
+
+
+def benchmark_counts(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Sums over one image's masked pixels: absolute error and each bad count, and the pixel count."""
+    err = np.abs(pred.astype(np.float64) - gt.astype(np.float64))[mask]
+    g = gt.astype(np.float64)[mask]
+    return {"epe": float(err.sum()), "bad1": float((err > 1).sum()), "bad2": float((err > 2).sum()),
+            "bad3": float((err > 3).sum()), "d1_all": float(((err > 3) & (err > 0.05 * g)).sum()), "pixels": float(err.size)}
+
+
+@dataclass
+class BenchmarkMetrics:
+    """Per-image counts; `summary()` gives both reductions: the mean over images of each image's
+    rate ("per_image", how SceneFlow EPE is reported here) and the rate over all pixels pooled
+    ("pooled", how KITTI's devkit reports D1-all)."""
+
+    images: list[dict[str, float]] = field(default_factory=list)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+        counts = benchmark_counts(pred, gt, mask)
+        if counts["pixels"] > 0:
+            self.images.append(counts)
+        return {k: counts[k] / max(counts["pixels"], 1) for k in BENCHMARK_KEYS}
+
+    def summary(self) -> dict[str, float | int]:
+        if not self.images:
+            return {**{k: float("nan") for k in BENCHMARK_KEYS}, "pixels": 0, "images": 0,
+                    "pooled": {k: float("nan") for k in BENCHMARK_KEYS}}
+        per_image = {k: float(np.mean([c[k] / c["pixels"] for c in self.images])) for k in BENCHMARK_KEYS}
+        total = sum(c["pixels"] for c in self.images)
+        pooled = {k: sum(c[k] for c in self.images) / total for k in BENCHMARK_KEYS}
+        return {**per_image, "pixels": int(total), "images": len(self.images), "pooled": pooled}

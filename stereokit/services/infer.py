@@ -8,30 +8,20 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel
 
 from stereokit.camera.depth import UNIT_METRES, depth_from_disparity, depth_to_mm, encode_ply, point_cloud
 from stereokit.camera.rectify import Rectifier
 from stereokit.camera.rig import Rig, load_rig, rig_hash
-from stereokit.config import DataConfig
 from stereokit.data.pairs import read_pair
 from stereokit.data.pfm import encode_pfm
-from stereokit.data.transforms import preprocess_image
-from stereokit.deploy.hbm import load_hbm
-from stereokit.deploy.onnx_export import read_metadata
-from stereokit.deploy.runtime import Runtime, open_compiled, open_onnx
-from stereokit.engine.evaluate import torch_predictor
 from stereokit.engine.plots import colorize, depth_colour, depth_picture, png_bytes
 from stereokit.errors import StereokitError
 from stereokit.paths import folder_to_write
-from stereokit.runs import atomic_write_bytes, atomic_write_text, run_config
-from stereokit.models.inference import prepare_for_inference
+from stereokit.runs import atomic_write_bytes, atomic_write_text
+from stereokit.services.predictors import open_predictor
 from stereokit.services.rectify import check_size
-from stereokit.services.stages import SOURCE, load_stage_model, stage_checkpoint
 
 
 class InferResult(BaseModel):
@@ -89,72 +79,6 @@ def parse_model_inputs(text: str) -> dict[str, str]:
     return values
 
 
-def _normalisation(meta: dict[str, str], name: Path) -> DataConfig:
-    """The input normalisation the model was trained with, from its own metadata (never guessed)."""
-    missing = [k for k in ("mean", "std", "rgb_input") if k not in meta]
-    if missing:
-        raise StereokitError(f"{name}: its metadata lacks {', '.join(missing)}, so its input normalisation is unknown; "
-                             "make it with 'stereokit export' or 'stereokit compile'.")
-    try:
-        mean, std = float(meta["mean"]), float(meta["std"])
-    except (TypeError, ValueError):
-        raise StereokitError(f"{name}: its mean/std metadata ({meta['mean']!r}, {meta['std']!r}) are not numbers.") from None
-    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
-        raise StereokitError(f"{name}: its mean/std metadata ({mean}, {std}) are not a usable normalisation.")
-    return DataConfig(mean=mean, std=std, rgb_input=str(meta["rgb_input"]) == "true")
-
-
-def _fixed_shape_predict(runtime: Runtime, left: torch.Tensor, right: torch.Tensor) -> tuple[np.ndarray, str]:
-    """Pad to the model's shape when the image fits, else resize and rescale the disparity."""
-    h, w = left.shape[-2:]
-    if h <= runtime.height and w <= runtime.width:
-        pad = (0, runtime.width - w, 0, runtime.height - h)
-        l, r = (F.pad(t, pad, mode="replicate") for t in (left, right))
-        disp = runtime(l.numpy(), r.numpy())[0, 0, :h, :w]
-        if (h, w) == (runtime.height, runtime.width):
-            return disp, f"{w}x{h}: the model's own input size"
-        return disp, f"padded {w}x{h} to the model's {runtime.width}x{runtime.height} and cropped back"
-    size = (runtime.height, runtime.width)
-    l, r = (F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in (left, right))
-    small = runtime(l.numpy(), r.numpy())
-    scale = w / runtime.width
-    disp = F.interpolate(torch.from_numpy(small), size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy() * scale
-    return disp, f"resized {w}x{h} to the model's {runtime.width}x{runtime.height}; disparity scaled by {scale:.4f}"
-
-
-def predict_pair(model_path: Path, left_bgr: np.ndarray, right_bgr: np.ndarray,
-                 provider: str = "auto") -> tuple[np.ndarray, str, float, str]:
-    """-> (disparity in pixels HxW, how the size was handled, maxdisp, what ran it)."""
-    model_path = Path(model_path)
-    if model_path.suffix in (".hbm", ".onnx") and not model_path.is_file():
-        raise StereokitError(f"{model_path}: model not found" + (" (it is a directory)." if model_path.is_dir() else "."))
-    if model_path.suffix == ".hbm":
-        preprocessing = load_hbm(model_path).manifest.get("preprocessing")
-        norm = _normalisation(preprocessing if isinstance(preprocessing, dict) else {}, model_path)
-        runtime = open_compiled(model_path, provider)
-    elif model_path.suffix == ".onnx":
-        try:
-            meta = read_metadata(model_path)
-        except Exception:  # noqa: BLE001 - protobuf raises several types on damaged input
-            raise StereokitError(f"{model_path}: not a readable ONNX model.") from None
-        norm = _normalisation(meta, model_path)
-        runtime = open_onnx(model_path, meta.get("maxdisp"), provider)
-    elif model_path.is_dir() and model_path.name in SOURCE and (model_path.parent / "config.yaml").is_file():
-        cfg = run_config(model_path.parent)
-        stage = model_path.name
-        checkpoint = stage_checkpoint(model_path.parent, stage)
-        model = prepare_for_inference(load_stage_model(cfg, stage, checkpoint))
-        left, right = preprocess_image(left_bgr, cfg.data), preprocess_image(right_bgr, cfg.data)
-        with torch.no_grad():
-            disp = torch_predictor(model, cfg.model.maxdisp)(left, right)[0, 0].numpy()
-        return disp, f"any size: padded to a multiple of 32 and cropped back ({stage} model, torch)", float(cfg.model.maxdisp), "torch"
-    else:
-        raise StereokitError(f"{model_path}: not a .hbm, an .onnx, or a run's float/calibration/qat directory.")
-    left, right = preprocess_image(left_bgr, norm), preprocess_image(right_bgr, norm)
-    disp, handling = _fixed_shape_predict(runtime, left, right)
-    return disp, handling, runtime.maxdisp, runtime.provider
-
-
 def _disparity_outputs(out: Path, disp: np.ndarray, maxdisp: float) -> tuple[dict[str, str], np.ndarray]:
     atomic_write_bytes(out / "disparity.pfm", encode_pfm(disp))
     atomic_write_bytes(out / "disparity.png", png_bytes(np.clip(disp * 256.0, 0, 65535).astype(np.uint16)))
@@ -200,7 +124,9 @@ def run_infer(model: Path, imgl: Path, imgr: Path, save_path: Path, baseline: fl
         geometry = Geometry.of_rig(the_rig)
     elif baseline is not None and focal is not None:
         geometry = Geometry(focal_px=focal, baseline=baseline, cx=(left.shape[1] - 1) / 2, cy=(left.shape[0] - 1) / 2, unit="m")
-    disp, handling, maxdisp, ran_on = predict_pair(model, left, right, provider)
+    predictor = open_predictor(model, provider)
+    disp, handling = predictor(left, right)
+    maxdisp, ran_on = predictor.maxdisp, predictor.ran_on
     notes = [handling] + ([note] if (note := range_note(disp, maxdisp)) else [])
     out.mkdir(parents=True, exist_ok=True)
     outputs, disp_colour = _disparity_outputs(out, disp, maxdisp)

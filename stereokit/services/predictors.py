@@ -1,0 +1,119 @@
+"""A model given on the command line (--model: a .hbm, an .onnx, a run's stage directory) opened once
+as a predictor of BGR pairs: what infer, eval on a benchmark and the benchmarks call."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stereokit.config import DataConfig
+from stereokit.data.transforms import preprocess_image
+from stereokit.deploy.hbm import load_hbm
+from stereokit.deploy.onnx_export import read_metadata
+from stereokit.deploy.runtime import Runtime, open_compiled, open_onnx
+from stereokit.engine.evaluate import torch_predictor
+from stereokit.errors import StereokitError
+from stereokit.models.inference import prepare_for_inference
+from stereokit.runs import run_config
+from stereokit.services.stages import SOURCE, load_stage_model, stage_checkpoint
+
+
+@dataclass
+class PairPredictor:
+    """BGR uint8 pair of any size -> (disparity in pixels at that size, how the size was handled)."""
+
+    name: str
+    maxdisp: float
+    ran_on: str
+    run: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, str]]
+
+    def __call__(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
+        return self.run(left_bgr, right_bgr)
+
+
+def _normalisation(meta: dict[str, str], name: Path) -> DataConfig:
+    """The input normalisation the model was trained with, from its own metadata (never guessed)."""
+    missing = [k for k in ("mean", "std", "rgb_input") if k not in meta]
+    if missing:
+        raise StereokitError(f"{name}: its metadata lacks {', '.join(missing)}, so its input normalisation is unknown; "
+                             "make it with 'stereokit export' or 'stereokit compile'.")
+    try:
+        mean, std = float(meta["mean"]), float(meta["std"])
+    except (TypeError, ValueError):
+        raise StereokitError(f"{name}: its mean/std metadata ({meta['mean']!r}, {meta['std']!r}) are not numbers.") from None
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+        raise StereokitError(f"{name}: its mean/std metadata ({mean}, {std}) are not a usable normalisation.")
+    return DataConfig(mean=mean, std=std, rgb_input=str(meta["rgb_input"]) == "true")
+
+
+def _fixed_shape_predict(runtime: Runtime, left: torch.Tensor, right: torch.Tensor) -> tuple[np.ndarray, str]:
+    """Pad to the model's shape when the image fits, else resize and rescale the disparity."""
+    h, w = left.shape[-2:]
+    if h <= runtime.height and w <= runtime.width:
+        pad = (0, runtime.width - w, 0, runtime.height - h)
+        l, r = (F.pad(t, pad, mode="replicate") for t in (left, right))
+        disp = runtime(l.numpy(), r.numpy())[0, 0, :h, :w]
+        if (h, w) == (runtime.height, runtime.width):
+            return disp, f"{w}x{h}: the model's own input size"
+        return disp, f"padded {w}x{h} to the model's {runtime.width}x{runtime.height} and cropped back"
+    size = (runtime.height, runtime.width)
+    l, r = (F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in (left, right))
+    small = runtime(l.numpy(), r.numpy())
+    scale = w / runtime.width
+    disp = F.interpolate(torch.from_numpy(small), size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy() * scale
+    return disp, f"resized {w}x{h} to the model's {runtime.width}x{runtime.height}; disparity scaled by {scale:.4f}"
+
+
+def _torch_pair_predictor(name: str, model: torch.nn.Module, cfg_data: DataConfig, maxdisp: int, what: str) -> PairPredictor:
+    predict = torch_predictor(model, maxdisp)
+
+    def run(left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
+        left, right = preprocess_image(left_bgr, cfg_data), preprocess_image(right_bgr, cfg_data)
+        with torch.no_grad():
+            disp = predict(left, right)[0, 0].numpy()
+        h, w = left_bgr.shape[:2]
+        padded = f"padded {w}x{h} to {-(-w // 32) * 32}x{-(-h // 32) * 32} (a multiple of 32) and cropped back" if (h % 32 or w % 32) else f"{w}x{h}, a multiple of 32"
+        return disp, f"{padded} ({what}, torch)"
+
+    return PairPredictor(name, float(maxdisp), "torch", run)
+
+
+def stage_predictor(run_dir: Path, stage: str) -> PairPredictor:
+    """A run's stage (float, calibration, qat, or int_infer: the integer model) in torch, its chain verified."""
+    cfg = run_config(run_dir)
+    checkpoint = stage_checkpoint(run_dir, stage)
+    model = prepare_for_inference(load_stage_model(cfg, stage, checkpoint))
+    return _torch_pair_predictor(str(Path(run_dir) / stage), model, cfg.data, cfg.model.maxdisp, f"{stage} model")
+
+
+def open_predictor(model_path: Path, provider: str = "auto") -> PairPredictor:
+    """The model behind --model, loaded once; one sentence when it is none of the forms we read."""
+    model_path = Path(model_path)
+    if model_path.suffix in (".hbm", ".onnx") and not model_path.is_file():
+        raise StereokitError(f"{model_path}: model not found" + (" (it is a directory)." if model_path.is_dir() else "."))
+    if model_path.suffix == ".hbm":
+        preprocessing = load_hbm(model_path).manifest.get("preprocessing")
+        norm = _normalisation(preprocessing if isinstance(preprocessing, dict) else {}, model_path)
+        runtime = open_compiled(model_path, provider)
+    elif model_path.suffix == ".onnx":
+        try:
+            meta = read_metadata(model_path)
+        except Exception:  # noqa: BLE001 - protobuf raises several types on damaged input
+            raise StereokitError(f"{model_path}: not a readable ONNX model.") from None
+        norm = _normalisation(meta, model_path)
+        runtime = open_onnx(model_path, meta.get("maxdisp"), provider)
+    elif model_path.is_dir() and model_path.name in SOURCE and (model_path.parent / "config.yaml").is_file():
+        return stage_predictor(model_path.parent, model_path.name)
+    else:
+        raise StereokitError(f"{model_path}: not a .hbm, an .onnx, or a run's float/calibration/qat directory.")
+
+    def run(left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
+        return _fixed_shape_predict(runtime, preprocess_image(left_bgr, norm), preprocess_image(right_bgr, norm))
+
+    return PairPredictor(str(model_path), float(runtime.maxdisp), runtime.provider, run)
