@@ -189,11 +189,13 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/<stage>/checkpoint.pt exactly."),
     force: bool = typer.Option(False, "--force", help="Start the stage over; it and the stages made from it move to RUN/.stale/."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Launch DDP on this node through torchrun."),
+    init: Optional[str] = typer.Option(None, "--init", help="Float stage: start from a shipped model (e.g. shipped) or a weights .pt; its network must match the config."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a stage. Works the same under `torchrun --nproc-per-node N -m stereokit train ...`.
 
     Example: stereokit train --stage float --config my.yaml --run-dir runs/sf --nproc-per-node 8
+    Example: stereokit train --stage float --init shipped --config configs/finetune.yaml --run-dir runs/ft
     """
     from stereokit.services import train as train_service
 
@@ -201,6 +203,8 @@ def train(
         raise StereokitError(f"--stage: '{stage}' is not one of float, calibration, qat.")
     if stage != "float" and (config is not None or set_):
         raise StereokitError(f"--config/--set: the {stage} stage uses the run's own config.yaml; set train.{stage}.* before the float stage or start a new run.")
+    if init is not None and stage != "float":
+        raise StereokitError(f"--init: the {stage} stage starts from the run's own earlier stage; --init goes with --stage float.")
     if stage == "calibration":
         _print_calibration(_calibrate(run_dir, force, quiet))
         return
@@ -211,7 +215,7 @@ def train(
 
         result = run_qat(run_dir, resume=resume, force=force, show_progress=not quiet)
     else:
-        result = train_service.run_train_float(_config(config, set_), run_dir, resume=resume, force=force, show_progress=not quiet)
+        result = train_service.run_train_float(_config(config, set_), run_dir, resume=resume, force=force, show_progress=not quiet, init=init)
     _print_train(result, run_dir)
 
 
@@ -562,7 +566,7 @@ def validate_bpu(
 @app.command()
 @user_errors
 def infer(
-    model: Optional[Path] = typer.Option(None, "--model", help="A .hbm, an .onnx, or a run's float/calibration/qat directory."),
+    model: Optional[str] = typer.Option(None, "--model", help="A shipped model (default: shipped), a weights .pt, a .hbm, an .onnx, or a run's float/calibration/qat directory."),
     imgl: Optional[Path] = typer.Option(None, "--imgl", help="Left image."),
     imgr: Optional[Path] = typer.Option(None, "--imgr", help="Right image (same size)."),
     baseline: Optional[float] = typer.Option(None, "--baseline", help="Camera baseline in metres (needs --f)."),
@@ -576,6 +580,7 @@ def infer(
 ) -> None:
     """Disparity (PFM, 16-bit PNG x256, colour) and, with f and a baseline, depth (PFM, uint16 mm PNG) and a point cloud (PLY).
 
+    Example: stereokit infer --imgl l.png --imgr r.png   (the shipped model)
     Example: stereokit infer --model runs/sf/compile/model.hbm --imgl l.png --imgr r.png --baseline 0.54 --f 1050 --save-path out
     Example: stereokit infer --model runs/sf/compile/model.hbm --rig rig.yaml --imgl raw_l.png --imgr raw_r.png --max-depth 10
     """
@@ -586,8 +591,8 @@ def infer(
     imgr = imgr or (Path(extra["imgr"]) if "imgr" in extra else None)
     baseline = baseline if baseline is not None else (float(extra["baseline"]) if "baseline" in extra else None)
     focal = focal if focal is not None else (float(extra["f"]) if "f" in extra else None)
-    if model is None or imgl is None or imgr is None:
-        raise StereokitError("--model, --imgl and --imgr are required (or imgl/imgr in --model-inputs).")
+    if imgl is None or imgr is None:
+        raise StereokitError("--imgl and --imgr are required (or imgl/imgr in --model-inputs).")
     r = run_infer(model, imgl, imgr, save_path, baseline, focal, provider, rig, max_depth)
     if as_json:
         _echo_json(r.model_dump())

@@ -110,7 +110,7 @@ def _check_flags(baseline: float | None, focal: float | None, rig: Path | None, 
             raise StereokitError(f"{flag}: {value} must be a positive finite number.")
 
 
-def run_infer(model: Path, imgl: Path, imgr: Path, save_path: Path, baseline: float | None = None,
+def run_infer(model: Path | str | None, imgl: Path, imgr: Path, save_path: Path, baseline: float | None = None,
               focal: float | None = None, provider: str = "auto", rig: Path | None = None,
               max_depth: float | None = None) -> InferResult:
     _check_flags(baseline, focal, rig, max_depth)
@@ -143,7 +143,7 @@ def run_infer(model: Path, imgl: Path, imgr: Path, save_path: Path, baseline: fl
         panels.append(depth_colour(depth))
     atomic_write_bytes(out / "side_by_side.png", png_bytes(np.concatenate(panels, axis=1)))
     outputs["side_by_side"] = str(out / "side_by_side.png")
-    result = InferResult(model=str(model), size=[left.shape[0], left.shape[1]], handling="; ".join(notes), provider=ran_on,
+    result = InferResult(model=predictor.name, size=[left.shape[0], left.shape[1]], handling="; ".join(notes), provider=ran_on,
                          disparity_min=float(disp.min()), disparity_max=float(disp.max()),
                          depth_median=depth_median, outputs=outputs,
                          rig=str(rig) if rig is not None else None, rig_sha256=rig_hash(rig) if rig is not None else None,

@@ -18,10 +18,15 @@ from stereokit.deploy.hbm import load_hbm
 from stereokit.deploy.onnx_export import read_metadata
 from stereokit.deploy.runtime import Runtime, open_compiled, open_onnx
 from stereokit.engine.evaluate import torch_predictor
+from stereokit.engine.checkpoint import load_model_weights
 from stereokit.errors import StereokitError
+from stereokit.models import build_stereonet
 from stereokit.models.inference import prepare_for_inference
 from stereokit.runs import run_config
 from stereokit.services.stages import SOURCE, load_stage_model, stage_checkpoint
+from stereokit.weights import Weights, load_shipped, resolve_weights, shipped_names
+
+DEFAULT_SHIPPED = "shipped"
 
 
 @dataclass
@@ -92,9 +97,24 @@ def stage_predictor(run_dir: Path, stage: str) -> PairPredictor:
     return _torch_pair_predictor(str(Path(run_dir) / stage), model, cfg.data, cfg.model.maxdisp, f"{stage} model")
 
 
-def open_predictor(model_path: Path, provider: str = "auto") -> PairPredictor:
-    """The model behind --model, loaded once; one sentence when it is none of the forms we read."""
+def weights_predictor(weights: Weights) -> PairPredictor:
+    """A weights file (a shipped model) as a float torch model."""
+    model = build_stereonet(weights.model)
+    load_model_weights(model, weights.state_dict, weights.path)
+    return _torch_pair_predictor(weights.name, prepare_for_inference(model), weights.data, weights.model.maxdisp,
+                                 f"{weights.name} weights, float")
+
+
+def open_predictor(model_path: Path | str | None = None, provider: str = "auto") -> PairPredictor:
+    """The model behind --model, loaded once: a shipped model's name (None: the default shipped model),
+    a weights .pt, a .hbm, an .onnx or a stage directory; one sentence when it is none of these."""
+    if model_path is None:
+        return weights_predictor(load_shipped(DEFAULT_SHIPPED))
+    if str(model_path) in shipped_names() and not Path(model_path).exists():
+        return weights_predictor(load_shipped(str(model_path)))
     model_path = Path(model_path)
+    if model_path.suffix == ".pt" or not model_path.exists() and not model_path.suffix:
+        return weights_predictor(resolve_weights(model_path))
     if model_path.suffix in (".hbm", ".onnx") and not model_path.is_file():
         raise StereokitError(f"{model_path}: model not found" + (" (it is a directory)." if model_path.is_dir() else "."))
     if model_path.suffix == ".hbm":
@@ -111,7 +131,7 @@ def open_predictor(model_path: Path, provider: str = "auto") -> PairPredictor:
     elif model_path.is_dir() and model_path.name in SOURCE and (model_path.parent / "config.yaml").is_file():
         return stage_predictor(model_path.parent, model_path.name)
     else:
-        raise StereokitError(f"{model_path}: not a .hbm, an .onnx, or a run's float/calibration/qat directory.")
+        raise StereokitError(f"{model_path}: not a shipped model name, a weights .pt, a .hbm, an .onnx, or a run's float/calibration/qat directory.")
 
     def run(left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
         return _fixed_shape_predict(runtime, preprocess_image(left_bgr, norm), preprocess_image(right_bgr, norm))

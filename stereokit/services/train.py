@@ -24,6 +24,7 @@ from stereokit.errors import StageError, StereokitError
 from stereokit.models import build_stereonet
 from stereokit.quant.prepare import check_precision_map
 from stereokit.lineage import clear_for_rerun, live_lock, stage_lock
+from stereokit.weights import init_from
 from stereokit.runs import StageRecord, atomic_write_text, finish_stage, init_run, stage_dir, write_stage_record
 
 EVAL_BATCH = 1
@@ -149,11 +150,15 @@ def training_loaders(cfg: StereokitConfig, batch_size: int) -> tuple[DataLoader,
 
 
 def run_train_float(
-    cfg: StereokitConfig, run_dir: Path, resume: bool = False, force: bool = False, show_progress: bool = True
+    cfg: StereokitConfig, run_dir: Path, resume: bool = False, force: bool = False, show_progress: bool = True,
+    init: str | None = None,
 ) -> TrainResult:
+    """init: start from these weights (a shipped model's name or a weights .pt) instead of random ones."""
     info, device = init_distributed(cfg.device)
     try:
         loaders = training_loaders(cfg, cfg.train.float.batch_size)  # bad data is refused before anything is written
+        if init is not None:
+            init_from(build_stereonet(cfg.model), cfg, init)  # and --init weights of another network
         check_precision_map(build_stereonet(cfg.model), cfg)  # and a precision map the later stages could not use
         autocast_dtype(cfg.train.float.amp, device)  # and an amp setting this device cannot run
         if resume and (stage_dir(run_dir, "float") / "checkpoint.pt").is_file():
@@ -164,9 +169,12 @@ def run_train_float(
         barrier()
         torch.manual_seed(cfg.seed)
         model = build_stereonet(cfg.model)
+        record = StageRecord(stage="float", config_hash=config_hash(cfg))
+        if init is not None and not resume:
+            weights = init_from(model, cfg, init)
+            record.details["init"] = {"from": str(init), "path": str(weights.path), "sha256": weights.sha256}
         if info.distributed and cfg.train.float.sync_bn and device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        record = StageRecord(stage="float", config_hash=config_hash(cfg))
         return run_fit_stage(cfg, run_dir, "float", model, float_settings(cfg), loaders,
                              info, device, resume, record, show_progress=show_progress, moved_aside=moved)
     finally:

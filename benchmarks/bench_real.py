@@ -1,0 +1,92 @@
+"""Real photographs: the shipped model (float, and through a run's calibrated, QAT and compiled int8)
+against OpenCV's filled SGBM on Middlebury's Motorcycle, at scikit-image's size and at half size.
+
+    python benchmarks/bench_real.py                           # the shipped float model
+    python benchmarks/bench_real.py --run runs/shipped        # and that run's calibration, qat, compiled
+    python benchmarks/bench_real.py --model runs/demo/compile/model.hbm --pictures docs/images
+
+EPE, bad-2 and bad-3 over every pixel with ground truth (per image; one image per row). Pictures:
+left | ground truth | SGBM | stereokit | stereokit's error (0-5 px).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from real_pairs import motorcycle, sgbm_filled
+from stereokit.engine.metrics import BenchmarkMetrics
+from stereokit.engine.plots import colorize, write_png
+from stereokit.services.predictors import PairPredictor, open_predictor, stage_predictor
+
+SIZES = {"half": 0.5, "full": 1.0}
+
+
+def score(pred: np.ndarray, pair: dict[str, np.ndarray]) -> dict[str, float]:
+    m = BenchmarkMetrics()
+    return m.update(pred, pair["disp"], pair["valid"])
+
+
+def predictors(args: argparse.Namespace) -> dict[str, PairPredictor]:
+    out = {"stereokit float": open_predictor(args.model)}
+    if args.run is not None:
+        for stage in ("calibration", "qat"):
+            if (args.run / stage / "stage.json").is_file():
+                out[f"stereokit {stage} int8"] = stage_predictor(args.run, stage)
+        if (args.run / "compile" / "model.hbm").is_file():
+            out["stereokit compiled int8"] = open_predictor(args.run / "compile" / "model.hbm", "cpu")
+    return out
+
+
+def picture(pair: dict[str, np.ndarray], sgbm: np.ndarray, ours: np.ndarray) -> np.ndarray:
+    vmax = float(pair["disp"][pair["valid"]].max())
+    gt = colorize(np.where(pair["valid"], pair["disp"], np.nan), vmax)
+    err = colorize(np.where(pair["valid"], np.abs(ours - pair["disp"]), np.nan), 5.0, cv2.COLORMAP_HOT)
+    return np.concatenate([pair["left"], gt, colorize(sgbm, vmax), colorize(ours, vmax), err], axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="default: the shipped model")
+    parser.add_argument("--run", type=Path, default=None, help="a run made from the same weights, for the int8 rows")
+    parser.add_argument("--sizes", default="half,full")
+    parser.add_argument("--pictures", type=Path, default=None, help="write one picture per size here")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
+    args = parser.parse_args()
+    models = predictors(args)
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    for size in args.sizes.split(","):
+        pair = motorcycle(SIZES[size])
+        top = float(pair["disp"][pair["valid"]].max())
+        t = time.perf_counter()
+        sgbm = sgbm_filled(pair["left"], pair["right"], top)
+        rows.setdefault("OpenCV SGBM, filled", {})[size] = {**score(sgbm, pair), "ms": 1000 * (time.perf_counter() - t)}
+        float_pred = None
+        for name, predictor in models.items():
+            t = time.perf_counter()
+            pred, _ = predictor(pair["left"], pair["right"])
+            rows.setdefault(name, {})[size] = {**score(pred, pair), "ms": 1000 * (time.perf_counter() - t)}
+            float_pred = pred if float_pred is None else float_pred
+        if args.pictures is not None and float_pred is not None:
+            args.pictures.mkdir(parents=True, exist_ok=True)
+            write_png(args.pictures / f"bench_real_motorcycle_{size}.png", picture(pair, sgbm, float_pred))
+    sizes = args.sizes.split(",")
+    print(f"Motorcycle (Middlebury, scikit-image's pair), {platform.machine()} {platform.processor()}, {date.today()}")
+    print("| model | " + " | ".join(f"{s}: EPE px / bad-2 / bad-3" for s in sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
+    for name, by_size in rows.items():
+        cells = [f"{by_size[s]['epe']:.3f} / {by_size[s]['bad2']:.1%} / {by_size[s]['bad3']:.1%}" for s in sizes]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
