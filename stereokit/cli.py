@@ -176,6 +176,28 @@ def pack_sceneflow(
     console.print(f"packed {r.count} pairs into {r.target} ({r.bytes / 2**20:.1f} MiB{resumed})")
 
 
+def _pack_benchmark_command(name: str) -> Callable[..., None]:
+    def command(
+        src_data_dir: Path = typer.Option(..., "--src-data-dir", help=f"The {name} folder as it unpacks (see docs/data.md)."),
+        target_data_dir: Path = typer.Option(..., "--target-data-dir", help="Writes <dir>/<split>_lmdb."),
+        split_name: str = typer.Option("train", "--split-name", help="The name of the pack (<name>_lmdb)."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing pack."),
+        max_map_size_mb: int = typer.Option(1 << 20, "--max-map-size", help="Largest LMDB map in MiB."),
+    ) -> None:
+        from stereokit.services.pack import run_pack_benchmark
+
+        r = run_pack_benchmark(name, src_data_dir, target_data_dir, split_name, force, max_map_size_mb)
+        console.print(f"packed {r.count} {name} pairs (sparse ground truth and masks kept) into {r.target} ({r.bytes / 2**20:.1f} MiB)")
+
+    command.__doc__ = (f"Pack a {name} folder (every pair with ground truth) into the SceneFlow LMDB format.\n\n"
+                       f"    Example: stereokit pack {name} --src-data-dir data/{name} --target-data-dir data/{name}_lmdb")
+    return command
+
+
+for _name in ("middlebury", "kitti2012", "kitti2015", "eth3d"):
+    pack_app.command(_name)(user_errors(_pack_benchmark_command(_name)))
+
+
 RunDirOpt = typer.Option(Path("runs/stereonet"), "--run-dir", help="The run directory (created if needed).")
 
 
@@ -358,7 +380,7 @@ def eval_(
     all_stages: bool = typer.Option(False, "--all", help="Every stage that exists, side by side."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A real benchmark read as it ships: middlebury, kitti2012, kitti2015, eth3d, or sceneflow (a tree's test split)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="With --dataset: the folder the benchmark unpacks to (or one scene's folder)."),
-    model: Optional[str] = typer.Option(None, "--model", help="With --dataset: a .hbm, an .onnx or a stage directory (instead of --stage/--run-dir)."),
+    model: Optional[str] = typer.Option(None, "--model", help="With --dataset: a shipped model, a weights .pt, a .hbm, an .onnx or a stage directory (instead of --stage/--run-dir; default the shipped model when the run has no such stage)."),
     save_path: Optional[Path] = typer.Option(None, "--save-path", help="With --dataset: where pictures and eval.json go (default RUN/<stage>/eval_<dataset>, or eval_<dataset>)."),
     provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider for a .hbm/.onnx --model."),
     as_json: bool = typer.Option(False, "--json", help='Print {"epe", "bad1", "bad3", "pixels"} (with --all: one per stage; with --dataset also bad2, d1_all, pooled and nonocc).'),
@@ -402,8 +424,9 @@ def _eval_benchmark(dataset: str, data_dir: Optional[Path], model: Optional[str]
         raise StereokitError(f"--dataset {dataset!r}: not a known benchmark; known: {', '.join((*BENCHMARKS, 'sceneflow'))}.")
     if data_dir is None:
         raise StereokitError(f"--dataset {dataset} needs --data-dir, the folder the benchmark unpacks to.")
-    if model is not None:
-        predictor = open_predictor(Path(model), provider)
+    default_run = run_dir == Path("runs/stereonet") and not (run_dir / stage / "stage.json").is_file()
+    if model is not None or default_run:
+        predictor = open_predictor(model, provider)  # None (and no run named): the shipped model
         out = save_path or Path(f"eval_{dataset}")
     else:
         predictor = stage_predictor(run_dir, stage)

@@ -31,6 +31,8 @@ def scaled_window(sample: Sample, height: int, width: int, scale: float, rng: np
     # nearest, so a sparse map stays sparse and no value is blended across a depth edge
     disp = cv2.resize(np.ascontiguousarray(sample["disp"][window]), (width, height), interpolation=cv2.INTER_NEAREST)
     out["disp"] = disp * np.float32(width / ww)
+    if "nonocc" in sample:
+        out["nonocc"] = cv2.resize(np.ascontiguousarray(sample["nonocc"][window], np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     return out
 
 

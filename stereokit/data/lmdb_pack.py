@@ -137,13 +137,36 @@ def pack_lmdb(
     limit: int | None = None,
     initial_map_size: int = INITIAL_MAP_SIZE,
 ) -> PackStats:
-    """Pack `samples` into `target`. `limit` stops after that many new records (a test hook for
+    """Pack a SceneFlow list into `target`. `limit` stops after that many new records (a test hook for
     interrupting a pack without killing it); the pack stays `.partial` then."""
+    return pack_records(len(samples), partial(encode_listed, Path(data_dir), samples), list_digest(samples), target,
+                        {"source_list": source_list, "source_format": "sceneflow"}, num_workers, force, max_map_size,
+                        on_progress, limit, initial_map_size)
+
+
+def encode_listed(data_dir: Path, samples: list[Sample], index: int) -> tuple[bytes, tuple[int, int]]:
+    return encode_sample(data_dir, samples[index])
+
+
+def pack_records(
+    count: int,
+    encode: Callable[[int], tuple[bytes, tuple[int, int]]],
+    digest: str,
+    target: Path,
+    meta_extra: dict[str, Any],
+    num_workers: int = 1,
+    force: bool = False,
+    max_map_size: int = 1 << 40,
+    on_progress: Callable[[int], None] | None = None,
+    limit: int | None = None,
+    initial_map_size: int = INITIAL_MAP_SIZE,
+) -> PackStats:
+    """Records 0..count-1 made by `encode(index)` into `target`, resumably; `digest` names what is packed
+    (a resumed .partial of another digest is refused), `meta_extra` goes into the metadata record."""
     target = Path(target)
     if target.exists() and not force:
         raise DataError(f"{target}: already exists; pass --force to replace it.")
     work = partial_path(target)
-    digest = list_digest(samples)
     if work.exists():
         try:
             env = open_lmdb(work, readonly=True, lock=False) if (work / "data.mdb").exists() else None
@@ -165,24 +188,22 @@ def pack_lmdb(
     try:
         _put_batch(env, [(PROGRESS_KEY, json.dumps({"list_sha256": digest, "schema_version": LMDB_SCHEMA_VERSION}).encode())], max_map_size, work)
         with env.begin() as txn:
-            done = {i for i in range(len(samples)) if txn.get(record_key(i)) is not None}
-        pending = [i for i in range(len(samples)) if i not in done]
+            done = {i for i in range(count) if txn.get(record_key(i)) is not None}
+        pending = [i for i in range(count) if i not in done]
         if limit is not None:
             pending = pending[:limit]
         if on_progress and done:
             on_progress(len(done))
         shapes: set[tuple[int, int]] = set()
         written = 0
-        encode = partial(encode_sample, Path(data_dir))
         batch: list[tuple[bytes, bytes]] = []
 
         def results():
-            todo = [samples[i] for i in pending]
             if num_workers <= 1:
-                yield from map(encode, todo)
+                yield from map(encode, pending)
                 return
             with multiprocessing.get_context().Pool(num_workers) as pool:
-                yield from pool.imap(encode, todo, chunksize=4)
+                yield from pool.imap(encode, pending, chunksize=4)
 
         for index, (record, shape) in zip(pending, results()):
             batch.append((record_key(index), record))
@@ -198,16 +219,16 @@ def pack_lmdb(
             written += len(batch)
             if on_progress:
                 on_progress(len(batch))
-        count = len(done) + written
-        if count < len(samples):
-            return PackStats(work, count, written, len(done), _size(work), sorted(list(s) for s in shapes))
+        have = len(done) + written
+        if have < count:
+            return PackStats(work, have, written, len(done), _size(work), sorted(list(s) for s in shapes))
         with env.begin() as txn:
             for i in done:  # shapes of records an earlier, interrupted run wrote
                 value = txn.get(record_key(i))
                 shapes.add(tuple(decode_record(value, str(work)).disp.shape))
         meta = {
-            "count": len(samples),
-            "source_list": source_list,
+            "count": count,
+            **meta_extra,
             "list_sha256": digest,
             "shapes": sorted(list(s) for s in shapes),
             "stereokit_version": __version__,
@@ -218,7 +239,7 @@ def pack_lmdb(
     finally:
         env.close()
     _swap_into_place(work, target)
-    return PackStats(target, len(samples), written, len(done), _size(target), meta["shapes"])
+    return PackStats(target, count, written, len(done), _size(target), meta["shapes"])
 
 
 def _swap_into_place(work: Path, target: Path) -> None:
@@ -297,6 +318,8 @@ def read_packed_sample(
             raise DataError(f"{where}: record {index} is missing; re-pack the data.")
         record = decode_record(value, f"{where}[{index}]")
         sample = {"imgl": record.left, "imgr": record.right, "disp": record.disp}
+        if record.nonocc is not None:
+            sample["nonocc"] = record.nonocc
         if window is not None:
             sample = window(sample)
         return {key: np.array(view) for key, view in sample.items()}  # copies before the txn ends

@@ -41,7 +41,7 @@ class RandomCrop:
         top = int(rng.integers(0, h - self.height + 1))
         left = int(rng.integers(0, w - self.width + 1))
         window = (slice(top, top + self.height), slice(left, left + self.width))
-        return {k: (v[window] if k in ("imgl", "imgr", "disp") else v) for k, v in sample.items()}
+        return {k: (v[window] if k in ("imgl", "imgr", "disp", "nonocc") else v) for k, v in sample.items()}
 
 
 @dataclass

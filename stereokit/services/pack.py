@@ -1,4 +1,4 @@
-"""`stereokit pack sceneflow`: one split of a SceneFlow tree into `<target>/<split>_lmdb`."""
+"""`stereokit pack sceneflow|middlebury|kitti2012|kitti2015|eth3d`: one split into `<target>/<split>_lmdb`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from stereokit.data.benchmark import read_benchmark
+from stereokit.data.benchmark_pack import pack_benchmark
 from stereokit.data.lmdb_pack import pack_lmdb
 from stereokit.data.sceneflow import list_path, read_split
 from stereokit.errors import StereokitError
@@ -60,3 +62,28 @@ def run_pack(
         resumed_from=stats.resumed_from, bytes=stats.bytes, shapes=stats.shapes,
         complete=stats.count == len(samples), note=note,
     )
+
+
+def run_pack_benchmark(
+    name: str,
+    src_data_dir: Path,
+    target_data_dir: Path,
+    split_name: str = "train",
+    force: bool = False,
+    max_map_size_mb: int = 1 << 20,
+    show_progress: bool = True,
+) -> PackResult:
+    """Every sample with ground truth of a real benchmark folder into `<target>/<split>_lmdb`."""
+    if not split_name.isidentifier():
+        raise StereokitError(f"--split-name: '{split_name}' must be a plain name (letters, digits, _), e.g. train.")
+    folder_to_read(Path(src_data_dir), "--src-data-dir")
+    folder_to_write(Path(target_data_dir), "--target-data-dir")
+    target = Path(target_data_dir) / f"{split_name}_lmdb"
+    if target.exists() and not force:
+        raise StereokitError(f"{target}: already exists; pass --force to replace it.")
+    samples = read_benchmark(name, Path(src_data_dir))  # every file checked before anything is written
+    with progress_bar(f"pack {name}", len(samples), enabled=show_progress) as advance:
+        stats = pack_benchmark(name, Path(src_data_dir), target, force, max_map_size_mb << 20, advance, samples)
+    return PackResult(target=stats.target, split=split_name, count=stats.count, written=stats.written,
+                      resumed_from=stats.resumed_from, bytes=stats.bytes, shapes=stats.shapes,
+                      complete=stats.count == len(samples), note=f"{name}: {len(samples)} pairs with ground truth")
