@@ -211,6 +211,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/<stage>/checkpoint.pt exactly."),
     force: bool = typer.Option(False, "--force", help="Start the stage over; it and the stages made from it move to RUN/.stale/."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Launch DDP on this node through torchrun."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="On CUDA: repeatable kernels (cuDNN deterministic, no TF32), slower. CPU runs are repeatable anyway."),
     init: Optional[str] = typer.Option(None, "--init", help="Float stage: start from a shipped model (e.g. shipped) or a weights .pt; its network must match the config."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -225,6 +226,12 @@ def train(
         raise StereokitError(f"--stage: '{stage}' is not one of float, calibration, qat.")
     if stage != "float" and (config is not None or set_):
         raise StereokitError(f"--config/--set: the {stage} stage uses the run's own config.yaml; set train.{stage}.* before the float stage or start a new run.")
+    if deterministic:
+        import os
+
+        from stereokit.engine.distributed import DETERMINISTIC_ENV
+
+        os.environ[DETERMINISTIC_ENV] = "1"
     if init is not None and stage != "float":
         raise StereokitError(f"--init: the {stage} stage starts from the run's own earlier stage; --init goes with --stage float.")
     if stage == "calibration":

@@ -220,7 +220,7 @@ class DeployConfig(_Section):
 
 class StereokitConfig(_Section):
     seed: int = 0
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N (under DDP: the first GPU of this node's ranks)")
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()

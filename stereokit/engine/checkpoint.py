@@ -40,7 +40,37 @@ def set_rng_state(state: dict[str, Any]) -> None:
     keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        restore_cuda_rng(state["cuda"], torch.cuda.device_count())
+
+
+def restore_cuda_rng(states: list[torch.Tensor], available: int) -> int:
+    """Each visible GPU gets its saved generator state; a checkpoint from a host with more GPUs
+    than this one restores the first `available` (set_rng_state_all would fail on the rest).
+    Returns how many were restored."""
+    count = min(len(states), available)
+    for index in range(count):
+        torch.cuda.set_rng_state(states[index], index)
+    return count
+
+
+def rank_rng_path(out_dir: Path, rank: int) -> Path:
+    """Where a rank other than 0 keeps its own generator states beside RUN/<stage>/checkpoint.pt."""
+    return Path(out_dir) / f"rng_rank{rank}.pt"
+
+
+def save_rank_rng(out_dir: Path, rank: int) -> None:
+    atomic_torch_save(rng_state(), rank_rng_path(out_dir, rank))
+
+
+def load_rank_rng(out_dir: Path, rank: int) -> dict[str, Any] | None:
+    """This rank's saved generator states, or None (a run resumed with more ranks than it had)."""
+    path = rank_rng_path(out_dir, rank)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a damaged per-rank file only costs that rank its own stream
+        return None
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

@@ -11,6 +11,9 @@ import torch.distributed as dist
 from stereokit.errors import StereokitError
 
 
+DETERMINISTIC_ENV = "STEREOKIT_DETERMINISTIC"  # an environment variable, so torchrun's workers see it too
+
+
 @dataclass(frozen=True)
 class DistInfo:
     rank: int = 0
@@ -26,26 +29,50 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """auto -> cuda:<local rank> when CUDA is there, else cpu; an explicit cuda without CUDA is refused."""
+def resolve_device(name: str, local_rank: int = 0, local_world: int = 1, device_count: int | None = None) -> torch.device:
+    """auto or cuda -> cuda:<local rank> when CUDA is there (auto: else cpu). An explicit cuda:N is
+    the first GPU of this node's ranks: rank k of a multi-process run takes cuda:N+k (each rank its
+    own GPU, never all on one); past the last GPU is refused."""
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise StereokitError(f"device '{name}': CUDA is not available on this machine; use --set device=cpu or auto.")
-        if device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
+        index = local_rank if device.index is None else device.index + (local_rank if local_world > 1 else 0)
+        count = torch.cuda.device_count() if device_count is None else device_count
+        if index >= count:
+            raise StereokitError(f"device '{name}': local rank {local_rank} of {local_world} would need cuda:{index}, "
+                                 f"but this machine has {count} GPU(s); use fewer processes or device=cuda.")
+        device = torch.device(f"cuda:{index}")
     return device
 
 
+def configure_determinism(deterministic: bool, device: torch.device) -> None:
+    """On CUDA, bitwise-repeatable kernels when asked (cuDNN's deterministic algorithms, no autotune,
+    no TF32, torch's deterministic mode); off, cuDNN autotunes for speed. The CPU is deterministic
+    either way (oneDNN's kernels are, for a fixed thread count)."""
+    if device.type != "cuda":
+        return
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cuda.matmul.allow_tf32 = not deterministic
+    torch.backends.cudnn.allow_tf32 = not deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
 def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
-    """Join the group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); a plain run is rank 0 of 1."""
+    """Join the group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); a plain run is rank 0 of 1.
+    STEREOKIT_DETERMINISTIC=1 (train --deterministic) asks CUDA for repeatable kernels."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
     info = DistInfo(rank, world, local)
-    device = resolve_device(device_name, local)
+    device = resolve_device(device_name, local, local_world)
+    configure_determinism(os.environ.get(DETERMINISTIC_ENV) == "1", device)
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from stereokit.engine.checkpoint import rng_state, save_checkpoint, set_rng_state
+from stereokit.engine.checkpoint import load_rank_rng, rng_state, save_checkpoint, save_rank_rng, set_rng_state
 from stereokit.engine.distributed import DistInfo, broadcast_flag, sync_buffers
 from stereokit.engine.evaluate import evaluate
 from stereokit.engine.optim import build_adam
@@ -175,7 +175,13 @@ def fit(
         scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
         step, best_epe = int(resume["step"]), resume.get("best_epe")
-        set_rng_state(resume["rng"])
+        # each rank continues its own random streams; rank 0's are in the checkpoint, the others beside it
+        own = resume["rng"] if info.is_main else load_rank_rng(out_dir, info.rank)
+        if own is not None:
+            set_rng_state(own)
+        else:
+            set_rng_state(resume["rng"])
+            torch.manual_seed(torch.initial_seed() + info.rank)  # a new rank: its own stream, not rank 0's
         if info.is_main:
             history = _truncate_log(log_path, step)
 
@@ -188,6 +194,8 @@ def fit(
 
     def save(path: Path) -> None:
         if not info.is_main:
+            if path.name == "checkpoint.pt":
+                save_rank_rng(out_dir, info.rank)
             return
         payload = {
             "model": model.state_dict(),
