@@ -550,27 +550,34 @@ def compile_(
     target: str = TargetOpt,
     strict: bool = typer.Option(False, "--strict", help="Refuse if any node would fall back to the CPU."),
     force: bool = typer.Option(False, "--force", help="Replace an existing compiled model."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="ort or openvino: that runtime's model in RUN/compile-NAME/ (default: ONNX Runtime's integer graph in RUN/compile/)."),
 ) -> None:
     """Compile the IR into a self-contained integer model (RUN/compile/model.hbm) with perf.json/perf.html.
 
     Example: stereokit compile runs/sf/qat --target bpu-sim
+    Example: stereokit compile runs/sf/qat --runtime openvino     # -> runs/sf/compile-openvino/model.hbm
     """
     from stereokit.services.compile import run_compile
 
-    r = run_compile(path, target, strict, force)
+    r = run_compile(path, target, strict, force, runtime=runtime)
     _print_moved(r.moved_aside)
     if r.note:
         console.print(r.note)
     ops = ", ".join(f"{k} {v}" for k, v in sorted(r.op_counts.items(), key=lambda kv: -kv[1])[:6])
     console.print(f"compiled -> {r.hbm} ({r.bytes / 2**20:.2f} MiB) for {r.target}: {r.accelerator_share:.1%} of MACs on the accelerator, {r.fallbacks} CPU node(s); {ops}")
-    console.print(f"estimate on {r.target}: {r.estimated_latency_ms:.2f} ms ({r.estimated_fps:.1f} FPS); measured here (ONNX Runtime CPU): "
-                  f"compiled {r.latency_ms['compiled_int8_ms']:.1f} ms vs float {r.latency_ms['onnx_float_ms']:.1f} ms -> {r.perf_html}")
+    ran = {"ort": "ONNX Runtime CPU", "openvino": "OpenVINO CPU"}.get(r.runtime, r.runtime)
+    console.print(f"estimate on {r.target}: {r.estimated_latency_ms:.2f} ms ({r.estimated_fps:.1f} FPS); measured here: "
+                  f"compiled ({ran}) {r.latency_ms['compiled_int8_ms']:.1f} ms vs float (ONNX Runtime CPU) {r.latency_ms['onnx_float_ms']:.1f} ms -> {r.perf_html}")
+    if r.runtime_float_nodes:
+        names = ", ".join(n["node"] for n in r.runtime_float_nodes[:4])
+        console.print(f"note: {ran} runs {len(r.runtime_float_nodes)} node(s) in float that check puts on the integer path "
+                      f"(perf.json lists them; --strict refuses): {names}{', ...' if len(r.runtime_float_nodes) > 4 else ''}")
 
 
 @app.command("validate-bpu")
 @user_errors
 def validate_bpu(
-    path: Path = typer.Argument(..., help="RUN/compile."),
+    path: Path = typer.Argument(..., help="RUN/compile or RUN/compile-NAME."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider: auto (TensorRT/CUDA where a GPU is visible, else CPU), cpu, cuda or tensorrt."),

@@ -36,7 +36,9 @@ from stereokit.runs import (
 )
 
 # Every stage a run can hold, in flow order, and the stages each may be made from.
-ALL_STAGES = ("float", "calibration", "qat", "export", "export_float", "compile")
+# compile-<runtime>: what `compile --runtime NAME` writes beside the default RUN/compile/
+RUNTIME_STAGES = ("compile-ort", "compile-openvino")
+ALL_STAGES = ("float", "calibration", "qat", "export", "export_float", "compile", *RUNTIME_STAGES)
 PARENTS: dict[str, tuple[str, ...]] = {
     "float": (),
     "calibration": ("float",),
@@ -44,6 +46,7 @@ PARENTS: dict[str, tuple[str, ...]] = {
     "export": ("qat", "calibration"),
     "export_float": ("float",),
     "compile": ("export", "export_float"),
+    **{stage: ("export", "export_float") for stage in RUNTIME_STAGES},
 }
 STALE_DIR = ".stale"
 LOCK_NAME = ".lock"
@@ -62,6 +65,7 @@ def remake_command(run_dir: Path, stage: str, source: str = "qat") -> str:
         "export": f"stereokit export {Path(run) / source}",
         "export_float": f"stereokit export {Path(run) / 'float'}",
         "compile": f"stereokit compile {Path(run) / source}",
+        **{s: f"stereokit compile {Path(run) / source} --runtime {s.split('-', 1)[1]}" for s in RUNTIME_STAGES},
     }[stage]
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from stereokit.deploy import openvino_runtime
 from stereokit.deploy.hbm import load_hbm
+from stereokit.deploy.openvino_runtime import OpenVinoRuntime, open_openvino
 from stereokit.deploy.onnx_export import INPUTS, OUTPUT
 from stereokit.deploy.providers import make_session, short_name
 from stereokit.errors import StereokitError
@@ -66,9 +68,20 @@ def _maxdisp(value: object, name: str) -> float:
     return maxdisp
 
 
-def open_compiled(path: Path, provider: str = "auto") -> Runtime:
+def open_compiled(path: Path, provider: str = "auto") -> "Runtime | OpenVinoRuntime":
+    """A .hbm on the runtime it was compiled for (its manifest's `runtime`; older files: ONNX Runtime)."""
     compiled = load_hbm(path)
     maxdisp = _maxdisp(compiled.manifest.get("maxdisp"), str(path))
+    runtime = compiled.manifest.get("runtime", "ort")
+    if runtime == "openvino":
+        if not openvino_runtime.available():
+            raise StereokitError(f"{path}: compiled for OpenVINO, which is not installed here; install it ({openvino_runtime.INSTALL}) "
+                                 "or compile for ONNX Runtime (plain 'stereokit compile').")
+        if provider not in ("auto", "cpu"):
+            raise StereokitError(f"--provider {provider}: {path} is an OpenVINO model, which runs on the CPU here; use --provider auto or cpu.")
+        return open_openvino(compiled.model, str(path), maxdisp)
+    if runtime != "ort":
+        raise StereokitError(f"{path}: compiled for the runtime {runtime!r}, which this stereokit cannot run.")
     session = _session(compiled.model, str(path), provider)
     h, w = _static_shape(session, str(path))
     return Runtime(session, h, w, maxdisp, "hbm")

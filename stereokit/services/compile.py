@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from stereokit import __version__
 from stereokit.config import config_hash
+from stereokit.deploy import openvino_runtime
 from stereokit.deploy.checker import check_model
 from stereokit.deploy.compiler import chains_left, confirm_check, lower_to_integer, op_counts
 from stereokit.deploy.graph import Graph
@@ -30,6 +31,8 @@ from stereokit.services.stages import float_model, source_checkpoint
 
 class CompileResult(BaseModel):
     hbm: Path
+    runtime: str
+    runtime_float_nodes: list[dict[str, str]] = []
     bytes: int
     target: str
     op_counts: dict[str, int]
@@ -43,6 +46,15 @@ class CompileResult(BaseModel):
     source_stage: str
     note: str | None = None
     moved_aside: list[str] = []
+
+
+def openvino_float_nodes(blob: bytes, compiled_nodes: list, name: str) -> list[dict[str, str]]:
+    """Nodes check and ONNX Runtime's lowering run as integer that OpenVINO's CPU plugin runs in float
+    (read from its runtime model): the per-runtime confirmation of check."""
+    integer = [n for n in compiled_nodes if n.runs == "integer"]
+    precisions = openvino_runtime.node_precisions(openvino_runtime.compile_blob(blob, name), [n.name for n in integer])
+    return [{"node": n.name, "op": n.op, "precision": precisions[n.name]} for n in integer
+            if precisions[n.name] not in ("u8", "i8", "fused")]
 
 
 def _run_dir_of(path: Path) -> Path:
@@ -83,13 +95,34 @@ def _ensure_export(run_dir: Path, source: str) -> str | None:
     return f"exported {source} first ({why})"
 
 
+RUNTIMES = ("ort", "openvino", "tensorrt")
+
+
+def installed_runtimes() -> list[str]:
+    return ["ort"] + (["openvino"] if openvino_runtime.available() else [])
+
+
+def check_runtime(runtime: str | None) -> tuple[str, str]:
+    """(runtime, the stage it writes): plain compile is ONNX Runtime's QLinear graph in RUN/compile."""
+    if runtime is None:
+        return "ort", "compile"
+    if runtime not in RUNTIMES:
+        raise StereokitError(f"--runtime {runtime!r}: not a runtime stereokit compiles for; known: {', '.join(RUNTIMES)}.")
+    if runtime not in installed_runtimes():
+        how = {"openvino": "pip install openvino", "tensorrt": "the tensorrt package and an NVIDIA GPU (not supported yet)"}[runtime]
+        raise StereokitError(f"--runtime {runtime}: not installed on this machine (installed: {', '.join(installed_runtimes())}); "
+                             f"it needs {how}.")
+    return runtime, f"compile-{runtime}"
+
+
 def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force: bool = False,
-                measure_runs: int = 3) -> CompileResult:
+                measure_runs: int = 3, runtime: str | None = None) -> CompileResult:
     path = Path(path)
+    runtime, stage = check_runtime(runtime)
     run_dir = _run_dir_of(path)
     cfg = run_config(run_dir)
     profile = load_target(target)
-    check_rerun(run_dir, "compile", force, what="a compiled model")
+    check_rerun(run_dir, stage, force, what="a compiled model")
     if path.name in ("qat", "calibration"):
         require_stage(run_dir, path.name)
         note = _ensure_export(run_dir, path.name)
@@ -111,6 +144,13 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
                              f"first: {first.name} ({first.op}, {first.rule}).", exit_code=1)
     lowered = lower_to_integer(ir_path.read_bytes())
     compiled_nodes = confirm_check(report, lowered)
+    runtime_model, runtime_float = lowered, []
+    if runtime == "openvino":
+        runtime_model = openvino_runtime.convert_ir(ir_path.read_bytes())
+        runtime_float = openvino_float_nodes(runtime_model, compiled_nodes, str(ir_path))
+        if strict and runtime_float:
+            raise StereokitError(f"{ir_path}: OpenVINO runs {len(runtime_float)} node(s) in float that check puts on the integer path "
+                                 f"(--strict); first: {runtime_float[0]['node']} ({runtime_float[0]['precision']}).", exit_code=1)
     ir_art = next((a for a in export_record.outputs if a.path.endswith("model.onnx")), None) or artifact(run_dir, ir_path)
     rows = estimate(ir, report, profile)
     totals = summary(rows, profile)
@@ -140,32 +180,35 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
         "resize_simulated": [n.name for n in compiled_nodes if n.runs == "resize-simulation"],
         "q_dq_q_chains": chains_left(lowered),
         "estimate": totals,
+        "runtime": runtime,
+        **({"runtime_version": openvino_runtime.version(), "runtime_float_nodes": runtime_float} if runtime == "openvino" else {}),
     }
-    container = pack_hbm(manifest, lowered)
+    container = pack_hbm(manifest, runtime_model)
     measured = {
-        "compiled_int8_ms": measure_latency_ms(lowered, h, w, runs=measure_runs),
+        "compiled_int8_ms": openvino_runtime.measure_latency_ms(runtime_model, h, w, runs=measure_runs) if runtime == "openvino"
+        else measure_latency_ms(lowered, h, w, runs=measure_runs),
         "onnx_float_ms": measure_latency_ms(float_onnx, h, w, runs=measure_runs),
     }
-    moved = clear_for_rerun(run_dir, "compile", force, what="a compiled model")
-    out = stage_dir(run_dir, "compile")
+    moved = clear_for_rerun(run_dir, stage, force, what="a compiled model")
+    out = stage_dir(run_dir, stage)
     float_art = next((a for a in float_record.outputs if a.path == "float/best.pt"), None)
-    record = StageRecord(stage="compile", config_hash=config_hash(cfg), inputs=[ir_art] + export_record.inputs)
+    record = StageRecord(stage=stage, config_hash=config_hash(cfg), inputs=[ir_art] + export_record.inputs)
     if float_art is not None and float_art not in record.inputs:
         record.details["float_timed"] = float_art.model_dump()
     hbm = out / "model.hbm"
-    with stage_lock(run_dir, "compile"):
+    with stage_lock(run_dir, stage):
         write_stage_record(run_dir, record)
         atomic_write_bytes(hbm, container)
-        perf = {"target": profile.model_dump(), "totals": totals, "measured_cpu_latency_ms": measured, "layers": rows_json(rows),
-                "nodes": [asdict(n) for n in compiled_nodes]}
+        perf = {"target": profile.model_dump(), "runtime": runtime, "totals": totals, "measured_cpu_latency_ms": measured,
+                "layers": rows_json(rows), "nodes": [asdict(n) for n in compiled_nodes], "runtime_float_nodes": runtime_float}
         atomic_write_text(out / "perf.json", json.dumps(perf, indent=2))
         atomic_write_text(out / "perf.html", perf_html(f"stereokit compile: {run_dir} on {profile.name}", totals, measured, rows))
         share = report.accelerator_macs / report.macs if report.macs else 0.0
         record.details.update({"target": profile.name, "op_counts": counts, "fallbacks": len(report.fallbacks),
-                               "source_stage": meta["source_stage"]})
+                               "source_stage": meta["source_stage"], "runtime": runtime})
         finish_stage(run_dir, record, [hbm, out / "perf.json", out / "perf.html"],
                      {"accelerator_share": share, **totals, "latency_ms": measured})
-    return CompileResult(hbm=hbm, bytes=hbm.stat().st_size, target=profile.name, op_counts=counts, accelerator_share=share,
+    return CompileResult(hbm=hbm, runtime=runtime, runtime_float_nodes=runtime_float, bytes=hbm.stat().st_size, target=profile.name, op_counts=counts, accelerator_share=share,
                          fallbacks=len(report.fallbacks), estimated_latency_ms=totals["estimated_latency_ms"],
                          estimated_fps=totals["estimated_fps"], latency_ms=measured, perf_json=out / "perf.json",
                          perf_html=out / "perf.html", source_stage=meta["source_stage"], note=note, moved_aside=moved)

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from stereokit.errors import StereokitError
-from stereokit.lineage import ALL_STAGES, Lineage, StageState, fix_command, latest_moved, moved_aside
+from stereokit.lineage import ALL_STAGES, RUNTIME_STAGES, Lineage, StageState, fix_command, latest_moved, moved_aside
 from stereokit.runs import stage_dir
 
 # The stages a run needs, in order; export_float is optional (a float ONNX for comparison).
@@ -46,7 +46,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _key_metric(run_dir: Path, st: StageState) -> tuple[float | None, str | None]:
     """The test-split EPE when eval/validate-bpu wrote one, else the validation EPE that chose best.pt."""
     where = stage_dir(run_dir, st.stage)
-    report = _read_json(where / "validate.json") if st.stage == "compile" else _read_json(where / "eval" / "eval.json")
+    report = _read_json(where / "validate.json") if st.stage.startswith("compile") else _read_json(where / "eval" / "eval.json")
     if isinstance(report.get("epe"), (int, float)):
         return float(report["epe"]), "test"
     if st.record is not None and isinstance(st.record.metrics.get("best_epe"), (int, float)):
@@ -64,7 +64,7 @@ def run_status(run_dir: Path) -> StatusResult:
     rows: list[StageRow] = []
     for stage in ALL_STAGES:
         st = lineage.state(stage)
-        if stage == "export_float" and st.state == "missing":
+        if stage in ("export_float", *RUNTIME_STAGES) and st.state == "missing":
             continue
         why = st.reason
         if st.state == "missing" and (moved := latest_moved(run_dir, stage)) is not None:

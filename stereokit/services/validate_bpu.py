@@ -62,10 +62,11 @@ def reference_checkpoint(run_dir: Path, manifest: dict, name: Path) -> tuple[str
 
 def run_validate(path: Path, show_progress: bool = True, provider: str = "auto") -> ValidateResult:
     path = Path(path)
-    run_dir = path.parent if path.name == "compile" else path
-    require_stage(run_dir, "compile")
+    stage = path.name if path.name.startswith("compile") else "compile"
+    run_dir = path.parent if path.name.startswith("compile") else path
+    require_stage(run_dir, stage)
     cfg = run_config(run_dir)
-    hbm = stage_dir(run_dir, "compile") / "model.hbm"
+    hbm = stage_dir(run_dir, stage) / "model.hbm"
     runtime = open_compiled(hbm, provider)
     source, checkpoint = reference_checkpoint(run_dir, load_hbm(hbm).manifest, hbm)
     # The torch twin of what was compiled: the integer model of a quantized stage, or the float model.
@@ -99,5 +100,5 @@ def run_validate(path: Path, show_progress: bool = True, provider: str = "auto")
         provider=runtime.provider,
         passed=mean <= bar["mean_abs_diff_px"] and frac <= bar["frac_over_0_5px"], bar=bar,
     )
-    atomic_write_text(stage_dir(run_dir, "compile") / "validate.json", json.dumps(result.model_dump(), indent=2))
+    atomic_write_text(stage_dir(run_dir, stage) / "validate.json", json.dumps(result.model_dump(), indent=2))
     return result

@@ -1,0 +1,76 @@
+"""compile --runtime openvino: the same QDQ IR as OpenVINO's model, byte-reproducible, check confirmed by
+OpenVINO's own per-layer precisions, and validate-bpu / infer running it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+
+from stereokit.deploy import openvino_runtime
+from stereokit.deploy.checker import check_model
+from stereokit.deploy.compiler import confirm_check, lower_to_integer
+from stereokit.deploy.hbm import load_hbm
+from stereokit.deploy.target import load_target
+from stereokit.services.compile import openvino_float_nodes, run_compile
+from stereokit.services.infer import run_infer
+from stereokit.services.validate_bpu import run_validate
+from tests.services.test_deploy import deployed  # noqa: F401 - the module's fixture
+from tests.test_bad_input import assert_refused, run
+
+pytestmark = pytest.mark.skipif(not openvino_runtime.available(), reason="OpenVINO is not installed")
+
+
+@pytest.fixture(scope="module")
+def ov_run(deployed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    run_dir = tmp_path_factory.mktemp("ov") / "run"
+    shutil.copytree(deployed, run_dir)
+    run_compile(run_dir / "qat", runtime="openvino", measure_runs=1)
+    return run_dir
+
+
+def test_openvino_artifact_is_reproducible_and_says_what_ran(ov_run: Path, tmp_path: Path) -> None:
+    hbm = ov_run / "compile-openvino" / "model.hbm"
+    first = hbm.read_bytes()
+    manifest = load_hbm(hbm).manifest
+    assert manifest["runtime"] == "openvino" and manifest["runtime_version"] == openvino_runtime.version()
+    assert manifest["runtime_float_nodes"] == []  # every node check puts on the integer path runs u8/i8 in OpenVINO
+    assert (ov_run / "compile" / "model.hbm").is_file()  # the default compile is left as it was
+    run_compile(ov_run / "qat", runtime="openvino", measure_runs=1, force=True)
+    assert hbm.read_bytes() == first
+
+
+def test_openvino_names_a_node_check_put_on_the_integer_path_that_it_runs_in_float(deployed: Path) -> None:  # noqa: F811
+    ir_path = deployed / "export" / "model.onnx"
+    ir = onnx.load(str(ir_path))
+    report = check_model(ir, load_target("bpu-sim"), [])
+    nodes = confirm_check(report, lower_to_integer(ir_path.read_bytes()))
+    # give one conv float weights (no DequantizeLinear of int8 weights): OpenVINO cannot run it in int8
+    producers = {o: n for n in ir.graph.node for o in n.output}
+    inits = {i.name: i for i in ir.graph.initializer}
+    victim = next(n for n in ir.graph.node if n.op_type == "Conv" and producers.get(n.input[1]) is not None
+                  and producers[n.input[1]].op_type == "DequantizeLinear" and "neck" in n.name)
+    quantize = producers[producers[victim.input[1]].input[0]]  # float weights -> QuantizeLinear -> DequantizeLinear
+    assert quantize.op_type == "QuantizeLinear"
+    victim.input[1] = quantize.input[0]  # the conv reads the float weights directly
+    blob = openvino_runtime.convert_ir(ir.SerializeToString())
+    flagged = openvino_float_nodes(blob, nodes, "test")
+    assert victim.name in [f["node"] for f in flagged], flagged
+
+
+def test_validate_and_infer_run_the_openvino_model(ov_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    result = run_validate(ov_run / "compile-openvino", show_progress=False)
+    assert result.provider.startswith("openvino") and result.passed
+    assert result.mean_abs_diff_px < 0.05
+    assert abs(result.epe - result.int_infer_epe) <= 0.005 * result.int_infer_epe
+    assert (ov_run / "compile-openvino" / "validate.json").is_file()
+    from stereokit.data.sceneflow import read_split
+
+    sample = read_split(tiny_data / "SceneFlow", "test")[0][0]
+    inferred = run_infer(ov_run / "compile-openvino" / "model.hbm", tiny_data / "SceneFlow" / sample.left,
+                         tiny_data / "SceneFlow" / sample.right, tmp_path / "out")
+    assert inferred.provider.startswith("openvino")
+    assert_refused(run("compile", str(ov_run / "qat"), "--runtime", "tensorrt"), "--runtime tensorrt: not installed on this machine (installed: ort, openvino)")
+    assert_refused(run("compile", str(ov_run / "qat"), "--runtime", "tvm"), "known: ort, openvino, tensorrt")
