@@ -45,16 +45,17 @@ def main() -> None:
         root = Path(tmp)
         run_synth(root / "sf", args.pairs, 0, args.height, args.width, 192, workers=args.workers, show_progress=False)
         rates = {}
-        for workers in (1, args.workers):
+        for workers in sorted({1, args.workers}):
             start = time.perf_counter()
             packed = run_pack(root / "sf", "train", root / f"lmdb{workers}", num_workers=workers, show_progress=False)
             rates[workers] = args.pairs / (time.perf_counter() - start)
         tree = sum(p.stat().st_size for p in (root / "sf").rglob("*") if p.suffix in (".png", ".pfm"))
-        common = ["data.crop=[256, 512]", f"data.data_dir={root / 'sf'}", f"data.train_lmdb={root / 'lmdb1' / 'train_lmdb'}"]
+        crop = [min(256, args.height // 32 * 32), min(512, args.width // 32 * 32)]  # the recipe's, or what fits
+        common = [f"data.crop={crop}", f"data.data_dir={root / 'sf'}", f"data.train_lmdb={root / 'lmdb1' / 'train_lmdb'}"]
         lmdb_rate = loader_rate(load_config(None, common + ["data.format=lmdb"]), args.workers, 4, args.passes)
         folder_rate = loader_rate(load_config(None, common + ["data.format=folder"]), args.workers, 4, args.passes)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-          f"{args.pairs} pairs of {args.width}x{args.height}, crop 256x512, batch 4")
+          f"{args.pairs} pairs of {args.width}x{args.height}, crop {crop[1]}x{crop[0]}, batch 4")
     print("| measure | value |")
     print("|---|---|")
     for workers, rate in rates.items():
