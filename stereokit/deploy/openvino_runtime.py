@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import struct
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,14 +150,9 @@ def open_openvino(blob: bytes, name: str, maxdisp: float) -> OpenVinoRuntime:
 
 
 def measure_latency_ms(blob: bytes, height: int, width: int, runs: int = 5, warmup: int = 1) -> float:
+    from stereokit.deploy.perf import median_ms
+
     runtime = open_openvino(blob, "<compiled>", 1.0)
     rng = np.random.default_rng(0)
     left, right = (rng.standard_normal((1, 3, height, width)).astype(np.float32) for _ in range(2))
-    for _ in range(warmup):
-        runtime(left, right)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        runtime(left, right)
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+    return median_ms(lambda: runtime(left, right), runs, warmup)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import statistics
 import time
+from typing import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -75,20 +76,25 @@ def summary(rows: list[LayerCost], target: TargetProfile) -> dict[str, float | i
     }
 
 
+def median_ms(run: Callable[[], object], runs: int = 5, warmup: int = 1) -> float:
+    """Median wall time of `run()` in milliseconds, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
 def measure_latency_ms(model: bytes, height: int, width: int, runs: int = 5, warmup: int = 1) -> float:
     """Median wall time of one inference with ONNX Runtime on this machine's CPU (the CPU always, so
     numbers from different machines' compiles compare; validate-bpu and infer use the GPU where present)."""
     session = make_session(model, "cpu")
     rng = np.random.default_rng(0)
     feed = {i.name: rng.standard_normal((1, 3, height, width)).astype(np.float32) for i in session.get_inputs()}
-    for _ in range(warmup):
-        session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return median_ms(lambda: session.run(None, feed), runs, warmup)
 
 
 def perf_html(title: str, totals: dict, measured: dict, rows: list[LayerCost]) -> str:

@@ -27,6 +27,7 @@ from stereokit.models import build_stereonet
 from stereokit.models.inference import prepare_for_inference
 from stereokit.lineage import require_stage
 from stereokit.runs import atomic_write_text, read_stage_record, run_config
+from stereokit.deploy.perf import median_ms
 from stereokit.services.calibrate import run_calibrate
 from stereokit.services.calops import run_calops
 from stereokit.services.check import run_check
@@ -220,13 +221,7 @@ def _torch_latency_ms(cfg: StereokitConfig, runs: int = 3) -> float:
     model = DeployModel(prepare_for_inference(build_stereonet(cfg.model)))
     x = torch.zeros(1, 3, HEIGHT, WIDTH)
     with torch.no_grad():
-        model(x, x)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            model(x, x)
-            times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+        return median_ms(lambda: model(x, x), runs)
 
 
 def report_html(r: DemoResult, run: Path) -> str:
