@@ -204,7 +204,7 @@ RunDirOpt = typer.Option(Path("runs/stereonet"), "--run-dir", help="The run dire
 @app.command()
 @user_errors
 def train(
-    stage: str = typer.Option("float", "--stage", help="float (calibration and qat come with the quantization stage)."),
+    stage: str = typer.Option("float", "--stage", help="float, calibration, qat, or adapt (self-supervised, on --pairs)."),
     config: Optional[Path] = ConfigOpt,
     set_: list[str] = SetOpt,
     run_dir: Path = RunDirOpt,
@@ -212,18 +212,27 @@ def train(
     force: bool = typer.Option(False, "--force", help="Start the stage over; it and the stages made from it move to RUN/.stale/."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Launch DDP on this node through torchrun."),
     deterministic: bool = typer.Option(False, "--deterministic", help="On CUDA: repeatable kernels (cuDNN deterministic, no TF32), slower. CPU runs are repeatable anyway."),
-    init: Optional[str] = typer.Option(None, "--init", help="Float stage: start from a shipped model (e.g. shipped) or a weights .pt; its network must match the config."),
+    init: Optional[str] = typer.Option(None, "--init", help="Float or adapt stage: start from a shipped model (e.g. shipped) or a weights .pt; its network must match the config."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="Adapt stage: your rectified pairs without ground truth (left/ and right/, or leftNN/rightNN)."),
+    steps: int = typer.Option(200, "--steps", help="Adapt stage: gradient steps."),
+    lr: float = typer.Option(2e-5, "--lr", help="Adapt stage: learning rate (halved at every restore)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a stage. Works the same under `torchrun --nproc-per-node N -m stereokit train ...`.
 
     Example: stereokit train --stage float --config my.yaml --run-dir runs/sf --nproc-per-node 8
-    Example: stereokit train --stage float --init shipped --config configs/finetune.yaml --run-dir runs/ft
+    Example: stereokit train --stage float --init shipped --config configs/finetune_kitti.yaml --run-dir runs/ft
+    Example: stereokit train --stage adapt --init shipped --pairs my_pairs/ --run-dir runs/mycam
     """
     from stereokit.services import train as train_service
 
-    if stage not in ("float", "calibration", "qat"):
-        raise StereokitError(f"--stage: '{stage}' is not one of float, calibration, qat.")
+    if stage not in ("float", "calibration", "qat", "adapt"):
+        raise StereokitError(f"--stage: '{stage}' is not one of float, calibration, qat, adapt.")
+    if stage == "adapt":
+        _adapt(init, pairs, run_dir, config, set_, steps, lr, force, quiet)
+        return
+    if pairs is not None:
+        raise StereokitError("--pairs goes with --stage adapt (or with 'stereokit calibrate').")
     if stage != "float" and (config is not None or set_):
         raise StereokitError(f"--config/--set: the {stage} stage uses the run's own config.yaml; set train.{stage}.* before the float stage or start a new run.")
     if deterministic:
@@ -233,7 +242,7 @@ def train(
 
         os.environ[DETERMINISTIC_ENV] = "1"
     if init is not None and stage != "float":
-        raise StereokitError(f"--init: the {stage} stage starts from the run's own earlier stage; --init goes with --stage float.")
+        raise StereokitError(f"--init: the {stage} stage starts from the run's own earlier stage; --init goes with --stage float or adapt.")
     if stage == "calibration":
         _print_calibration(_calibrate(run_dir, force, quiet))
         return
@@ -246,6 +255,22 @@ def train(
     else:
         result = train_service.run_train_float(_config(config, set_), run_dir, resume=resume, force=force, show_progress=not quiet, init=init)
     _print_train(result, run_dir)
+
+
+def _adapt(init: Optional[str], pairs: Optional[Path], run_dir: Path, config: Optional[Path], set_: list[str], steps: int,
+           lr: float, force: bool, quiet: bool) -> None:
+    from stereokit.services.adapt import AdaptSettings, adapt_config, run_adapt
+
+    if init is None or pairs is None:
+        raise StereokitError("--stage adapt needs --init MODEL (a shipped model or weights .pt) and --pairs DIR.")
+    if steps < 1 or not (lr > 0):
+        raise StereokitError(f"--steps {steps} / --lr {lr}: both must be positive.")
+    cfg = adapt_config(_config(config, set_) if (config is not None or set_) else None, init)
+    r = run_adapt(cfg, run_dir, init, pairs, AdaptSettings(steps=steps, lr=lr), force=force, show_progress=not quiet)
+    console.print(f"adapt finished: {r.steps} steps on {r.pairs} pair(s); photometric score {r.start_score:.4f} -> "
+                  f"{r.best_score:.4f} (best at step {r.best_step}); {len(r.restores)} restore(s) -> {run_dir / 'adapt'}")
+    for event in r.restores:
+        console.print(f"  restored the best weights at step {event['step']}: {event['why']}")
 
 
 def _print_moved(moved: list[str]) -> None:
@@ -265,10 +290,10 @@ def _print_train(result: Any, run_dir: Path) -> None:
     )
 
 
-def _calibrate(run_dir: Path, force: bool, quiet: bool) -> Any:
+def _calibrate(run_dir: Path, force: bool, quiet: bool, pairs: Optional[Path] = None) -> Any:
     from stereokit.services.calibrate import run_calibrate
 
-    return run_calibrate(run_dir, force=force, show_progress=not quiet)
+    return run_calibrate(run_dir, force=force, show_progress=not quiet, pairs=pairs)
 
 
 def _print_calibration(result: Any) -> None:
@@ -284,13 +309,15 @@ def _print_calibration(result: Any) -> None:
 def calibrate(
     run_dir: Path = RunDirOpt,
     force: bool = typer.Option(False, "--force", help="Redo the calibration stage."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="Observe your own rectified pairs (left/ and right/, or leftNN/rightNN) instead of the training split."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Calibrate the quantized model from RUN/float/best.pt: observers only, no gradient step.
+    """Calibrate the quantized model from RUN/float/best.pt (or RUN/adapt/best.pt): observers only, no gradient step.
 
     Example: stereokit calibrate --run-dir runs/sf
+    Example: stereokit calibrate --run-dir runs/mycam --pairs my_pairs/
     """
-    _print_calibration(_calibrate(run_dir, force, quiet))
+    _print_calibration(_calibrate(run_dir, force, quiet, pairs))
 
 
 @app.command()

@@ -38,10 +38,12 @@ from stereokit.runs import (
 # Every stage a run can hold, in flow order, and the stages each may be made from.
 # compile-<runtime>: what `compile --runtime NAME` writes beside the default RUN/compile/
 RUNTIME_STAGES = ("compile-ort", "compile-openvino")
-ALL_STAGES = ("float", "calibration", "qat", "export", "export_float", "compile", *RUNTIME_STAGES)
+# adapt: a float model made by self-supervised adaptation (from --init weights), taken like float
+ALL_STAGES = ("float", "adapt", "calibration", "qat", "export", "export_float", "compile", *RUNTIME_STAGES)
 PARENTS: dict[str, tuple[str, ...]] = {
     "float": (),
-    "calibration": ("float",),
+    "adapt": (),
+    "calibration": ("float", "adapt"),
     "qat": ("calibration",),
     "export": ("qat", "calibration"),
     "export_float": ("float",),
@@ -60,6 +62,7 @@ def remake_command(run_dir: Path, stage: str, source: str = "qat") -> str:
     config = f" --config {Path(run) / 'config.yaml'}" if (Path(run) / "config.yaml").is_file() else ""
     return {
         "float": f"stereokit train --stage float{config} --run-dir {run}",
+        "adapt": f"stereokit train --stage adapt --init MODEL --pairs DIR --run-dir {run} --force",
         "calibration": f"stereokit calibrate --run-dir {run}",
         "qat": f"stereokit qat --run-dir {run}",
         "export": f"stereokit export {Path(run) / source}",

@@ -226,3 +226,37 @@ def build_dataloader(
         drop_last=train,
         pin_memory=torch.cuda.is_available(),
     )
+
+
+class UnlabeledPairs(_Seeded, Dataset):
+    """A folder of rectified pairs without ground truth (stereokit.data.pairs), as seeded crops with a
+    zero disparity: what calibrate --pairs observes, so PTQ statistics come from the camera's images."""
+
+    def __init__(self, folder: Path, cfg: StereokitConfig, seed: int = 0) -> None:
+        from stereokit.data.pairs import find_pairs, read_pair
+        from stereokit.data.transforms import BgrToYuv444, Normalize, RandomCrop, ToTensor
+
+        self.path = Path(folder)
+        self.images = [read_pair(l, r) for _, l, r in find_pairs(self.path)]
+        h = min(min(a.shape[0] for a, _ in self.images) // 32 * 32, cfg.data.crop[0])
+        w = min(min(a.shape[1] for a, _ in self.images) // 32 * 32, cfg.data.crop[1])
+        if h < 32 or w < 32:
+            raise DataError(f"{self.path}: its pairs are smaller than 32x32; use larger images.")
+        self.transform = Pipeline(RandomCrop(h, w), [BgrToYuv444(cfg.data.rgb_input), ToTensor(), Normalize(cfg.data.mean, cfg.data.std)])
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def raw(self, index: int) -> dict[str, np.ndarray]:
+        left, right = self.images[index]
+        return {"imgl": left, "imgr": right, "disp": np.zeros(left.shape[:2], np.float32)}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.transform(self.raw(index), self.rng(index)), "index": index}
+
+
+def pairs_loader(folder: Path, cfg: StereokitConfig, batch_size: int) -> DataLoader:
+    dataset = UnlabeledPairs(folder, cfg, cfg.seed)
+    return DataLoader(dataset, batch_size=min(batch_size, len(dataset)), sampler=ResumableSampler(dataset, True, cfg.seed),
+                      num_workers=0, collate_fn=partial(collate_stereo, maxdisp=cfg.model.maxdisp), drop_last=True)

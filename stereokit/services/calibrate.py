@@ -12,14 +12,14 @@ from pydantic import BaseModel
 from torch.utils.data import DataLoader
 
 from stereokit.config import StereokitConfig, config_hash
-from stereokit.data.dataset import build_dataloader, check_crop_fits
+from stereokit.data.dataset import pairs_loader, build_dataloader, check_crop_fits
 from stereokit.engine.checkpoint import save_checkpoint
 from stereokit.engine.distributed import DistInfo, resolve_device
 from stereokit.progress import progress_bar
 from stereokit.quant.prepare import activation_scales, prepare_quant_model, quantized_layers, set_fake_quant, set_observers
 from stereokit.lineage import require_stage, stage_lock
 from stereokit.runs import StageRecord, artifact, atomic_write_text, finish_stage, run_config, stage_dir, write_stage_record
-from stereokit.services.stages import float_model
+from stereokit.services.stages import float_model, float_source
 from stereokit.services.train import prepare_stage_dir
 
 
@@ -34,23 +34,29 @@ class CalibrateResult(BaseModel):
     moved_aside: list[str] = []
 
 
-def run_calibrate(run_dir: Path, force: bool = False, show_progress: bool = True) -> CalibrateResult:
+def run_calibrate(run_dir: Path, force: bool = False, show_progress: bool = True, pairs: Path | None = None) -> CalibrateResult:
+    """pairs: observe crops of these unlabeled rectified pairs (the deployment camera's) instead of the training split."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
-    float_record = require_stage(run_dir, "float")
-    source = stage_dir(run_dir, "float") / "best.pt"
-    source_art = next((a for a in float_record.outputs if a.path == "float/best.pt"), None) or artifact(run_dir, source)
+    origin = float_source(run_dir)  # float, or adapt in a run made by adaptation
+    float_record = require_stage(run_dir, origin)
+    source = stage_dir(run_dir, origin) / "best.pt"
+    source_art = next((a for a in float_record.outputs if a.path == f"{origin}/best.pt"), None) or artifact(run_dir, source)
     # Everything that can refuse (checkpoint, data, crop) is read before anything is written.
     device = resolve_device(cfg.device)
     model = prepare_quant_model(float_model(cfg, source), cfg).to(device).eval()
     calib = cfg.train.calibration
-    loader = build_dataloader(cfg, "train", train=True, batch_size=calib.batch_size)
-    check_crop_fits(loader.dataset, cfg.data.crop)
-    if len(loader) == 0:
-        loader = build_dataloader(cfg, "train", train=False, batch_size=calib.batch_size)
+    if pairs is not None:
+        loader = pairs_loader(Path(pairs), cfg, calib.batch_size)
+    else:
+        loader = build_dataloader(cfg, "train", train=True, batch_size=calib.batch_size)
+        check_crop_fits(loader.dataset, cfg.data.crop)
+        if len(loader) == 0:
+            loader = build_dataloader(cfg, "train", train=False, batch_size=calib.batch_size)
     moved = prepare_stage_dir(run_dir, "calibration", resume=False, force=force, info=DistInfo())
     out = stage_dir(run_dir, "calibration")
     record = StageRecord(stage="calibration", config_hash=config_hash(cfg), inputs=[source_art])
+    record.details["calibration_data"] = str(pairs) if pairs is not None else "the training split"
     with stage_lock(run_dir, "calibration"):
         write_stage_record(run_dir, record)
         return _calibrate(cfg, run_dir, out, model, loader, record, device, moved, show_progress)

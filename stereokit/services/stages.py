@@ -17,8 +17,9 @@ from stereokit.lineage import require_stage
 from stereokit.runs import stage_dir
 
 EVAL_STAGES = ("float", "calibration", "qat", "int_infer")
+FLOAT_STAGES = ("float", "adapt")  # the stages that hold a float model (trained, or adapted without labels)
 # The stage whose record and checkpoint each evaluable stage reads.
-SOURCE = {"float": ("float", "best.pt"), "calibration": ("calibration", "checkpoint.pt"),
+SOURCE = {"float": ("float", "best.pt"), "adapt": ("adapt", "best.pt"), "calibration": ("calibration", "checkpoint.pt"),
           "qat": ("qat", "best.pt"), "int_infer": ("qat", "best.pt")}
 
 
@@ -41,6 +42,11 @@ def quant_model(cfg: StereokitConfig, checkpoint: Path) -> QuantStereoNet:
     return model
 
 
+def float_source(run_dir: Path) -> str:
+    """The stage whose model calibration starts from: float, or adapt in a run made by adaptation."""
+    return "adapt" if not (stage_dir(run_dir, "float") / "stage.json").is_file() and (stage_dir(run_dir, "adapt") / "stage.json").is_file() else "float"
+
+
 def source_checkpoint(run_dir: Path, stage: str) -> Path:
     """The checkpoint that stands for `stage` (what eval, export and infer load)."""
     source, name = SOURCE[stage]
@@ -57,7 +63,7 @@ def stage_checkpoint(run_dir: Path, stage: str) -> Path:
 
 def load_stage_model(cfg: StereokitConfig, stage: str, checkpoint: Path) -> nn.Module:
     """float -> the float net; calibration/qat -> fake-quant, observers off; int_infer -> integer (CPU)."""
-    if stage == "float":
+    if stage in FLOAT_STAGES:
         return float_model(cfg, checkpoint)
     model = quant_model(cfg, checkpoint)
     set_observers(model, False, weights_too=True)

@@ -64,7 +64,7 @@ def run_status(run_dir: Path) -> StatusResult:
     rows: list[StageRow] = []
     for stage in ALL_STAGES:
         st = lineage.state(stage)
-        if stage in ("export_float", *RUNTIME_STAGES) and st.state == "missing":
+        if stage in ("export_float", "adapt", *RUNTIME_STAGES) and st.state == "missing":
             continue
         why = st.reason
         if st.state == "missing" and (moved := latest_moved(run_dir, stage)) is not None:
