@@ -12,7 +12,7 @@ from pathlib import Path
 
 import cv2
 
-from real_pairs import motorcycle
+from stereokit.data.real_pairs import motorcycle
 from stereokit.engine.metrics import BenchmarkMetrics
 from stereokit.services.adapt import AdaptSettings, adapt_config, run_adapt
 from stereokit.services.predictors import open_predictor, stage_predictor

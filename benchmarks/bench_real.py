@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from real_pairs import motorcycle, sgbm_filled
+from stereokit.data.real_pairs import motorcycle, sgbm_filled
 from stereokit.engine.metrics import BenchmarkMetrics
 from stereokit.engine.plots import colorize, write_png
 from stereokit.services.predictors import PairPredictor, open_predictor, stage_predictor

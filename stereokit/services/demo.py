@@ -27,7 +27,12 @@ from stereokit.models import build_stereonet
 from stereokit.models.inference import prepare_for_inference
 from stereokit.lineage import require_stage
 from stereokit.runs import atomic_write_text, read_stage_record, run_config
+from stereokit.data.pairs import read_pair
+from stereokit.data.real_pairs import motorcycle
 from stereokit.deploy.perf import median_ms
+from stereokit.engine.metrics import BenchmarkMetrics
+from stereokit.engine.plots import colorize, write_png
+from stereokit.services.predictors import open_predictor
 from stereokit.services.calibrate import run_calibrate
 from stereokit.services.calops import run_calops
 from stereokit.services.check import run_check
@@ -184,6 +189,8 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float | None = None, device
     sample = read_split(data / "SceneFlow", "test")[0][0]
     inferred = stage("infer", False, lambda: run_infer(run / "compile" / "model.hbm", data / "SceneFlow" / sample.left,
                                                        data / "SceneFlow" / sample.right, out / "infer", 0.54, 1050.0))
+    beside = stage("shipped model beside the demo's", False, lambda: shipped_beside_demo(
+        run / "compile" / "model.hbm", data / "SceneFlow" / sample.left, data / "SceneFlow" / sample.right, out / "shipped"))
     stages = {name: eval_json(r) for name, r in evals.items()}
     stages["compiled"] = {"epe": validation.epe, "bad1": validation.bad1, "bad3": validation.bad3, "pixels": validation.pixels}
     compile_metrics = read_stage_record(run, "compile").metrics
@@ -198,6 +205,7 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float | None = None, device
         "calibration_checkpoint": str(run / "calibration" / "checkpoint.pt"), "qat_checkpoint": str(run / "qat" / "best.pt"),
         "ir": str(run / "export" / "model.onnx"), "compiled": str(run / "compile" / "model.hbm"),
         "perf": str(run / "compile" / "perf.html"), **{f"infer_{k}": v for k, v in inferred.outputs.items()},
+        **{f"beside_{k}": v for k, v in beside["pictures"].items()},
     }
     result = DemoResult(
         out=out, stages=stages, constant_baseline_epe=constant_baseline(cfg), params=cost.params, macs=cost.macs,
@@ -207,12 +215,31 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float | None = None, device
                    "frac_over_0_5px": validation.frac_over_0_5px},
     )
     seconds["total"] = round(time.perf_counter() - began, 1)
-    summary = {"stages": stages, "constant_baseline_epe": result.constant_baseline_epe, "params": result.params,
+    summary = {"stages": stages, "real_pair": beside["real_pair"], "constant_baseline_epe": result.constant_baseline_epe, "params": result.params,
                "macs": result.macs, "latency_ms": latency, "schedule": asdict(schedule), "seconds": seconds,
                "artifacts": artifacts}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "report.html", report_html(result, run))
     return result
+
+
+def shipped_beside_demo(demo_hbm: Path, left_path: Path, right_path: Path, out: Path) -> dict[str, Any]:
+    """The demo's compiled model and the shipped model on one generated test scene and on the real
+    Motorcycle pair (half size): pictures, and each model's EPE / bad-2 on the real pair."""
+    demo, shipped = open_predictor(demo_hbm, "cpu"), open_predictor(None)
+    left, right = read_pair(left_path, right_path)
+    scene = [demo(left, right)[0], shipped(left, right)[0]]
+    vmax = max(float(scene[0].max()), 1.0)
+    write_png(out / "scene.png", np.concatenate([left] + [colorize(d, vmax) for d in scene], axis=1))
+    pair = motorcycle(0.5)
+    top = float(pair["disp"][pair["valid"]].max())
+    real = {"demo compiled": demo(pair["left"], pair["right"])[0], "shipped float": shipped(pair["left"], pair["right"])[0]}
+    gt = colorize(np.where(pair["valid"], pair["disp"], np.nan), top)
+    write_png(out / "motorcycle.png", np.concatenate([pair["left"], gt] + [colorize(d, top) for d in real.values()], axis=1))
+    scores = {}
+    for name, disp in real.items():
+        scores[name] = {k: v for k, v in BenchmarkMetrics().update(disp, pair["disp"], pair["valid"]).items() if k in ("epe", "bad2", "bad3")}
+    return {"pictures": {"scene": str(out / "scene.png"), "motorcycle": str(out / "motorcycle.png")}, "real_pair": scores}
 
 
 def _torch_latency_ms(cfg: StereokitConfig, runs: int = 3) -> float:
@@ -234,7 +261,8 @@ def report_html(r: DemoResult, run: Path) -> str:
         f"<tr><td>{html.escape(k)}</td><td>{v['epe']:.4f}</td><td>{v['bad1']:.2%}</td><td>{v['bad3']:.2%}</td></tr>"
         for k, v in r.stages.items()
     )
-    pictures = sorted((run / "float" / "eval").glob("*.png"))[:2] + sorted((run / "int_infer" / "eval").glob("*.png"))[:2]
+    # four distinct test scenes: the float model on the first two, the integer model on the next two
+    pictures = sorted((run / "float" / "eval").glob("*.png"))[:2] + sorted((run / "int_infer" / "eval").glob("*.png"))[2:4]
     return "\n".join([
         "<!doctype html><meta charset='utf-8'><title>stereokit demo</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
@@ -250,5 +278,9 @@ def report_html(r: DemoResult, run: Path) -> str:
         "<h2>Samples (left | ground truth | prediction | error)</h2>", *[img(p) for p in pictures],
         "<h2>Inference on one test pair (left | disparity | depth)</h2>",
         img(Path(r.artifacts.get("infer_side_by_side", ""))), img(Path(r.artifacts.get("infer_depth_png", ""))),
+        "<h2>The shipped model beside the demo's (left | demo compiled | shipped float)</h2>",
+        img(Path(r.artifacts.get("beside_scene", ""))),
+        "<h2>A real photograph: Middlebury's Motorcycle, half size (left | ground truth | demo | shipped)</h2>",
+        img(Path(r.artifacts.get("beside_motorcycle", ""))),
         "<h2>Artifacts</h2><ul>" + "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in r.artifacts.items()) + "</ul>",
     ])

@@ -29,6 +29,9 @@ def test_demo_runs_every_stage_and_reports_consistent_numbers(tmp_path: Path) ->
     assert set(summary["latency_ms"]) == {"torch_float", "onnx_float", "compiled"}
     for path in summary["artifacts"].values():
         assert Path(path).exists(), path
+    assert set(summary["real_pair"]) == {"demo compiled", "shipped float"}
+    assert all(0 <= v["bad2"] <= 1 for v in summary["real_pair"].values())
+    assert Path(summary["artifacts"]["beside_motorcycle"]).is_file()
     report = (out / "report.html").read_text()
     assert "data:image/png;base64" in report and f"{summary['stages']['qat']['epe']:.4f}" in report
     assert any("train float" in line for line in said)

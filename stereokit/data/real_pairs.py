@@ -1,7 +1,9 @@
-"""The real pairs the benchmarks score on, and OpenCV's semi-global matcher as the bar to beat.
+"""The real pair with ground truth an installed package ships, and OpenCV's semi-global matcher as
+the bar a model must beat on it.
 
 Motorcycle (Middlebury 2014, as scikit-image ships it: 741x500, disparities 7-60 px) at its size and
-at half size. It is used to evaluate only: never to train, choose textures or tune settings.
+at half size. It is used to evaluate only (bench_real, the demo's report): never to train, choose
+textures or tune settings on.
 """
 
 from __future__ import annotations
