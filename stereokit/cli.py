@@ -618,7 +618,7 @@ def validate_bpu(
 
     r = run_validate(path, show_progress=not (quiet or as_json), provider=provider)
     if as_json:
-        _echo_json({k: getattr(r, k) for k in ("epe", "bad1", "bad3", "pixels", "mean_abs_diff_px", "max_abs_diff_px", "frac_over_0_5px", "provider")})
+        _echo_json({k: getattr(r, k) for k in ("epe", "bad1", "bad3", "pixels", "mean_abs_diff_px", "max_abs_diff_px", "frac_over_0_5px", "provider", "placement")})
     else:
         console.print(_metrics_table(f"compiled model on the test split ({r.images} images)", {"compiled": r.model_dump()}))
         console.print(f"agreement with int_infer (EPE {r.int_infer_epe:.4f}): mean |diff| {r.mean_abs_diff_px:.4f} px, "

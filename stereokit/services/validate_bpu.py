@@ -35,6 +35,7 @@ class ValidateResult(BaseModel):
     int_infer_epe: float
     reference: str
     provider: str
+    placement: dict[str, dict[str, int]] = {}  # ONNX Runtime: nodes per provider and op type, from its profile
     passed: bool
     bar: dict[str, float]
 
@@ -98,6 +99,7 @@ def run_validate(path: Path, show_progress: bool = True, provider: str = "auto")
         mean_abs_diff_px=mean, max_abs_diff_px=float(diff.max()), frac_over_0_5px=frac,
         int_infer_epe=reference_metrics.summary()["epe"], reference=f"{ref_stage} model from {checkpoint.relative_to(run_dir)}",
         provider=runtime.provider,
+        placement=runtime.placement(load_hbm(hbm).model, provider) if hasattr(runtime, "placement") else {},
         passed=mean <= bar["mean_abs_diff_px"] and frac <= bar["frac_over_0_5px"], bar=bar,
     )
     atomic_write_text(stage_dir(run_dir, stage) / "validate.json", json.dumps(result.model_dump(), indent=2))

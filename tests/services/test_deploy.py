@@ -187,6 +187,8 @@ def test_validate_bpu_agrees_with_int_infer(deployed: Path) -> None:
     assert result.passed and result.images == 3
     assert result.provider == "cpu"  # no GPU here: auto falls back to the CPU provider, and says so
     assert json.loads((deployed / "compile" / "validate.json").read_text())["provider"] == "cpu"
+    # what ran where, from ONNX Runtime's own profile: every integer op on the CPU provider
+    assert set(result.placement) == {"cpu"} and result.placement["cpu"]["QLinearConv"] > 0
     assert abs(result.epe - int_infer.epe) <= 0.02 * int_infer.epe
     assert result.int_infer_epe == pytest.approx(int_infer.epe, rel=1e-6)
     # int_infer adds its conv biases on the int32 grid as QLinearConv does: 0.0001 px here (0.0013

@@ -49,7 +49,6 @@ def test_openvino_names_a_node_check_put_on_the_integer_path_that_it_runs_in_flo
     nodes = confirm_check(report, lower_to_integer(ir_path.read_bytes()))
     # give one conv float weights (no DequantizeLinear of int8 weights): OpenVINO cannot run it in int8
     producers = {o: n for n in ir.graph.node for o in n.output}
-    inits = {i.name: i for i in ir.graph.initializer}
     victim = next(n for n in ir.graph.node if n.op_type == "Conv" and producers.get(n.input[1]) is not None
                   and producers[n.input[1]].op_type == "DequantizeLinear" and "neck" in n.name)
     quantize = producers[producers[victim.input[1]].input[0]]  # float weights -> QuantizeLinear -> DequantizeLinear
