@@ -32,6 +32,7 @@ class TargetProfile(BaseModel):
 
     name: str
     description: str = ""
+    source: str = Field("", description="where the rules come from (a vendor's docs, or the runtime's own report)")
     activation_dtypes: list[str] = Field(["uint8", "int8"], description="activation types the accelerator takes at all (uint8, int8, int16)")
     macs_per_cycle: float = Field(gt=0)
     bytes_per_cycle: float = Field(gt=0)

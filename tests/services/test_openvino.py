@@ -73,3 +73,15 @@ def test_validate_and_infer_run_the_openvino_model(ov_run: Path, tiny_data: Path
     assert inferred.provider.startswith("openvino")
     assert_refused(run("compile", str(ov_run / "qat"), "--runtime", "tensorrt"), "--runtime tensorrt: not installed on this machine (installed: ort, openvino)")
     assert_refused(run("compile", str(ov_run / "qat"), "--runtime", "tvm"), "known: ort, openvino, tensorrt")
+
+
+def test_the_openvino_profile_names_its_source_and_its_float_nodes(deployed: Path) -> None:  # noqa: F811
+    profile = load_target("openvino-cpu")
+    assert "runtimePrecision" in profile.source
+    ir_path = deployed / "export" / "model.onnx"
+    report = check_model(onnx.load(str(ir_path)), profile, [])
+    fallback = {f.name for f in report.fallbacks}
+    assert any("soft_argmin" in n for n in fallback)  # no int16 kernels: the precision map's nodes run in float
+    # and OpenVINO's own report agrees: nothing this profile puts on the integer path runs in float
+    nodes = confirm_check(report, lower_to_integer(ir_path.read_bytes()))
+    assert openvino_float_nodes(openvino_runtime.convert_ir(ir_path.read_bytes()), nodes, "ir") == []
