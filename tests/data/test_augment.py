@@ -62,3 +62,21 @@ def test_the_recipe_has_no_augmentation_and_a_bad_range_is_refused() -> None:
     assert build_transform(cfg.data, train=True).augment is None
     with pytest.raises(ConfigError, match="scale"):
         load_config(None, ["data.augment.scale=[1.5, 0.5]"])
+
+
+def test_a_rescaled_pair_still_warps_onto_itself_by_its_scaled_disparity() -> None:
+    """The warp check on an augmented sample: rescaling keeps the ground truth exact (up to resampling)."""
+    import cv2
+
+    s = render_scene(np.random.default_rng(9), 128, 256, 32, SceneOptions(gain=0, offset=0, gamma=0, vignette=0, blur=0, noise=0,
+                                                                        min_objects=0, max_objects=0))
+    out = scaled_window({"imgl": s.left, "imgr": s.right, "disp": s.disp}, 96, 192, 1.3, np.random.default_rng(2))
+    h, w = out["disp"].shape
+    xs = np.arange(w, dtype=np.float32)[None].repeat(h, 0) - out["disp"]
+    ys = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1)
+    warped = cv2.remap(out["imgr"].astype(np.float32), xs, ys, cv2.INTER_LINEAR)
+    inside = (xs > 1) & (xs < w - 2)
+    error = np.abs(warped - out["imgl"].astype(np.float32)).max(-1)[inside]
+    off = cv2.remap(out["imgr"].astype(np.float32), xs + 1.5, ys, cv2.INTER_LINEAR)
+    error_off = np.abs(off - out["imgl"].astype(np.float32)).max(-1)[inside]
+    assert np.median(error) < 0.5 * np.median(error_off)
