@@ -215,7 +215,7 @@ def train(
     init: Optional[str] = typer.Option(None, "--init", help="Float or adapt stage: start from a shipped model (e.g. shipped) or a weights .pt; its network must match the config."),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="Adapt stage: your rectified pairs without ground truth (left/ and right/, or leftNN/rightNN)."),
     steps: int = typer.Option(200, "--steps", help="Adapt stage: gradient steps."),
-    lr: float = typer.Option(2e-5, "--lr", help="Adapt stage: learning rate (halved at every restore)."),
+    lr: float = typer.Option(1e-4, "--lr", help="Adapt stage: learning rate (halved at every restore)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a stage. Works the same under `torchrun --nproc-per-node N -m stereokit train ...`.
