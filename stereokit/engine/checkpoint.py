@@ -77,18 +77,24 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_torch_save({"format": CHECKPOINT_FORMAT, **payload}, path)
 
 
+def safe_torch_load(path: Path, what: str) -> Any:
+    """torch.load with weights_only=True; a file that is damaged, truncated or holds more than
+    tensors and plain values is one sentence calling it not a stereokit `what`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file can fail in the unpickler in any way
+        if isinstance(exc, MemoryError):
+            raise
+        reason = "it holds objects other than tensors and numbers, refused for safety" if isinstance(exc, pickle.UnpicklingError) else "it is damaged, truncated or not a PyTorch file"
+        raise StereokitError(f"{path}: not a stereokit {what} ({reason}).") from None
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint safely; anything that is not one of ours is one clear sentence."""
     path = Path(path)
     if not path.is_file():
         raise StereokitError(f"{path}: checkpoint not found.")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged file can fail in the unpickler in any way
-        if isinstance(exc, MemoryError):
-            raise
-        reason = "it holds objects other than tensors and numbers, refused for safety" if isinstance(exc, pickle.UnpicklingError) else "it is damaged or not a PyTorch file"
-        raise StereokitError(f"{path}: not a stereokit checkpoint ({reason}).") from None
+    data = safe_torch_load(path, "checkpoint")
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT or "model" not in data:
         raise StereokitError(f"{path}: not a stereokit checkpoint (no model weights in the expected format).")
     return data

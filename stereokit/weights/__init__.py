@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from stereokit.config import DataConfig, ModelConfig, StereokitConfig
+from stereokit.engine.checkpoint import load_model_weights, safe_torch_load
 from stereokit.errors import StereokitError
 from stereokit.runs import atomic_torch_save, atomic_write_text
 
@@ -64,13 +64,7 @@ def read_weights(path: Path, expected_sha256: str | None = None, name: str | Non
     if expected_sha256 is not None and digest != expected_sha256:
         raise StereokitError(f"{path}: the weights file is damaged or was changed (sha256 {digest[:12]} is not the manifest's "
                              f"{expected_sha256[:12]}); reinstall stereokit.")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged file fails in the unpickler in many ways
-        if isinstance(exc, MemoryError):
-            raise
-        why = "it holds objects other than tensors and values, refused for safety" if isinstance(exc, pickle.UnpicklingError) else "it is damaged, truncated or not a PyTorch file"
-        raise StereokitError(f"{path}: not a stereokit weights file ({why}).") from None
+    data = safe_torch_load(path, "weights file")
     if not isinstance(data, dict) or data.get("format") != WEIGHTS_FORMAT or "state_dict" not in data:
         raise StereokitError(f"{path}: not a stereokit weights file (make one with scripts/ship_weights.py from a run).")
     if data.get("version") != WEIGHTS_VERSION:
@@ -112,8 +106,6 @@ def init_from(model: nn.Module, cfg: StereokitConfig, spec: str | Path) -> Weigh
     if differ:
         raise StereokitError(f"--init {spec}: its network differs from this run's config ({'; '.join(differ[:3])}); "
                              "use the same model settings (for the shipped model: --config configs/shipped.yaml).")
-    from stereokit.engine.checkpoint import load_model_weights
-
     load_model_weights(model, weights.state_dict, weights.path)
     return weights
 
