@@ -1,10 +1,11 @@
 """Write docs/images/synth_grid.jpg: generated scenes (left | right | disparity), default options and the demo's.
 
-Run: python benchmarks/scene_grid.py
+Run: python benchmarks/scene_grid.py [--out PATH]
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import cv2
@@ -23,9 +24,11 @@ def row(seed: int, options: SceneOptions, label: str, maxdisp: float = 96) -> np
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images" / "synth_grid.jpg")
+    out = parser.parse_args().out
     rows = [row(s, SceneOptions(), f"default options, seed {s}") for s in range(4)]
     rows += [row(s, SCENES, f"demo options, seed {s}") for s in range(2)]
-    out = Path(__file__).resolve().parents[1] / "docs" / "images" / "synth_grid.jpg"
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), np.concatenate(rows, axis=0), [cv2.IMWRITE_JPEG_QUALITY, 85])
     print(out)

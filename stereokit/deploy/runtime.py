@@ -24,6 +24,7 @@ class Runtime:
     width: int
     maxdisp: float
     source: str
+    exact_rounding = True  # QLinear ops round as int_infer does: validate-bpu's per-pixel bar applies
 
     @property
     def provider(self) -> str:

@@ -23,6 +23,9 @@ from stereokit.runs import atomic_write_text, run_config, sha256_file, stage_dir
 from stereokit.services.stages import load_stage_model, source_checkpoint
 
 
+EPE_REL_BAR = 0.005  # a runtime with its own rounding: EPE within 0.5% of int_infer's
+
+
 class ValidateResult(BaseModel):
     epe: float
     bad1: float
@@ -92,15 +95,23 @@ def run_validate(path: Path, show_progress: bool = True, provider: str = "auto")
         raise StereokitError(f"{cfg.data.test_lmdb}: the test split is empty.")
     diff = np.concatenate(diffs)
     summary = compiled_metrics.summary()
-    bar = {"mean_abs_diff_px": cfg.deploy.max_mean_abs_diff_px, "frac_over_0_5px": cfg.deploy.max_frac_over_0_5px}
     mean, frac = float(diff.mean()), float((diff > 0.5).mean())
+    ref_epe = reference_metrics.summary()["epe"]
+    if runtime.exact_rounding:
+        bar = {"mean_abs_diff_px": cfg.deploy.max_mean_abs_diff_px, "frac_over_0_5px": cfg.deploy.max_frac_over_0_5px}
+        passed = mean <= bar["mean_abs_diff_px"] and frac <= bar["frac_over_0_5px"]
+    else:
+        # A runtime that quantizes with its own arithmetic flips roundings (1 LSB) that the 8-bit cost
+        # volume spreads into scattered pixels (docs/performance.md): judged by EPE and the mean.
+        bar = {"mean_abs_diff_px": cfg.deploy.max_mean_abs_diff_px, "epe_rel_diff": EPE_REL_BAR}
+        passed = mean <= bar["mean_abs_diff_px"] and abs(summary["epe"] - ref_epe) <= EPE_REL_BAR * ref_epe
     result = ValidateResult(
         epe=summary["epe"], bad1=summary["bad1"], bad3=summary["bad3"], pixels=summary["pixels"], images=summary["images"],
         mean_abs_diff_px=mean, max_abs_diff_px=float(diff.max()), frac_over_0_5px=frac,
-        int_infer_epe=reference_metrics.summary()["epe"], reference=f"{ref_stage} model from {checkpoint.relative_to(run_dir)}",
+        int_infer_epe=ref_epe, reference=f"{ref_stage} model from {checkpoint.relative_to(run_dir)}",
         provider=runtime.provider,
         placement=runtime.placement(load_hbm(hbm).model, provider) if hasattr(runtime, "placement") else {},
-        passed=mean <= bar["mean_abs_diff_px"] and frac <= bar["frac_over_0_5px"], bar=bar,
+        passed=passed, bar=bar,
     )
     atomic_write_text(stage_dir(run_dir, stage) / "validate.json", json.dumps(result.model_dump(), indent=2))
     return result

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.services.test_deploy import deployed  # noqa: F401 - a small trained run, for bench_precision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +19,12 @@ SMOKE = {
     "bench_real": ["--sizes", "half"],
     "bench_data": ["--pairs", "12", "--height", "64", "--width", "256", "--workers", "1", "--passes", "1"],
     "bench_train": ["--steps", "2", "--batch", "1"],
+    "bench_learning": ["--minutes", "0.1", "--out", "learning"],
+    "bench_allocator": ["--reps", "1"],
+    "scene_grid": ["--out", "grid.jpg"],
+    "bench_adapt": ["--size", "half", "--steps", "2", "--lrs", "1e-4"],
 }
+SAYS = {"bench_allocator": "allocator kept:", "scene_grid": "grid.jpg"}  # the others print a Markdown table
 
 
 @pytest.mark.slow
@@ -25,4 +33,24 @@ def test_benchmark_runs_at_a_tiny_size(script: str, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *SMOKE[script]], capture_output=True,
                           text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "|" in proc.stdout  # its table
+    assert SAYS.get(script, "|") in proc.stdout
+    if script == "scene_grid":
+        assert (tmp_path / "grid.jpg").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_bench_precision_runs_on_a_small_run(deployed: Path, tmp_path: Path) -> None:  # noqa: F811
+    shutil.copytree(deployed, tmp_path / "demo" / "run")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_precision.py"), "--demo", str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| all 8-bit |" in proc.stdout and "| reference" in proc.stdout
+
+
+@pytest.mark.slow
+def test_spike_pt2e_runs_where_torchao_is_installed(tmp_path: Path) -> None:
+    pytest.importorskip("torchao", reason="the pt2e spike needs torchao and onnxscript, which stereokit does not depend on")
+    pytest.importorskip("onnxscript", reason="the pt2e spike needs onnxscript")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "spike_pt2e.py")], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]

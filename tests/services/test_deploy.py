@@ -49,7 +49,8 @@ def deployed(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = load_config(None, tiny_overrides(tiny_data, epochs=4) + DEPLOY)
     train_through_qat(cfg, run)
     run_export(run / "float")
-    run_compile(run / "qat", measure_runs=1)  # exports the QAT model first
+    run_compile(run / "qat", measure_runs=1)  # exports the QAT model first; the fastest runtime installed
+    run_compile(run / "qat", measure_runs=1, runtime="ort")  # ONNX Runtime's QLinear graph, for the tests that read it
     return run
 
 
@@ -142,7 +143,7 @@ def test_compile_fails_where_the_compiled_graph_contradicts_check(deployed: Path
 
 
 def test_compiled_model_is_integer_and_self_contained(deployed: Path) -> None:
-    compiled = load_hbm(deployed / "compile" / "model.hbm")
+    compiled = load_hbm(deployed / "compile-ort" / "model.hbm")
     graph = onnx.load_from_string(compiled.model)
     ops = [n.op_type for n in graph.graph.node]
     float_convs = {n.name for n in graph.graph.node if n.op_type == "Conv"}
@@ -153,14 +154,14 @@ def test_compiled_model_is_integer_and_self_contained(deployed: Path) -> None:
     assert manifest["input_quantization"]["imgl"]["scale"] > 0
     assert manifest["q_dq_q_chains"] == 0
     assert manifest["sources"]["qat/best.pt"] == require_stage(deployed, "export").inputs[0].sha256
-    perf = json.loads((deployed / "compile" / "perf.json").read_text())
+    perf = json.loads((deployed / "compile-ort" / "perf.json").read_text())
     assert perf["totals"]["macs"] > 0 and perf["totals"]["estimated_latency_ms"] > 0
     assert {"compiled_int8_ms", "onnx_float_ms"} <= set(perf["measured_cpu_latency_ms"])
     assert all(layer["bound"] in ("compute", "bandwidth") for layer in perf["layers"])
     nodes = {n["name"]: n for n in perf["nodes"]}
     assert all({"predicted", "compiled", "dtype", "runs"} <= set(n) for n in nodes.values())
     assert {n["runs"] for n in nodes.values() if n["predicted"] == "accelerator"} <= {"integer", "int16-simulation", "fused"}
-    assert "<table>" in (deployed / "compile" / "perf.html").read_text()
+    assert "<table>" in (deployed / "compile-ort" / "perf.html").read_text()
 
 
 def test_hbm_loader_refuses_damage() -> None:
@@ -182,11 +183,11 @@ def test_hbm_loader_refuses_damage() -> None:
 
 
 def test_validate_bpu_agrees_with_int_infer(deployed: Path) -> None:
-    result = run_validate(deployed / "compile", show_progress=False)
+    result = run_validate(deployed / "compile-ort", show_progress=False)
     int_infer = run_eval(deployed, "int_infer", show_progress=False)
     assert result.passed and result.images == 3
     assert result.provider == "cpu"  # no GPU here: auto falls back to the CPU provider, and says so
-    assert json.loads((deployed / "compile" / "validate.json").read_text())["provider"] == "cpu"
+    assert json.loads((deployed / "compile-ort" / "validate.json").read_text())["provider"] == "cpu"
     # what ran where, from ONNX Runtime's own profile: every integer op on the CPU provider
     assert set(result.placement) == {"cpu"} and result.placement["cpu"]["QLinearConv"] > 0
     assert abs(result.epe - int_infer.epe) <= 0.02 * int_infer.epe
@@ -242,8 +243,8 @@ def test_bad_inputs_to_deployment_commands(deployed: Path, tmp_path: Path) -> No
         (["compile", str(deployed / "qat")], "a compiled model is already here (finished); pass --force"),
         (["export", str(deployed / "qat")], "an export is already here (finished); pass --force"),
         (["validate-bpu", str(tmp_path / "nothing" / "compile")], "no compile stage here; run 'stereokit compile"),
-        (["validate-bpu", str(deployed / "compile"), "--provider", "tensorrt"], "'tensorrt' is not installed in this ONNX Runtime; installed: "),
-        (["infer", "--model", str(hbm), "--imgl", str(left), "--imgr", str(left), "--provider", "bogus", "--save-path", str(tmp_path / "o")],
+        (["validate-bpu", str(deployed / "compile-ort"), "--provider", "tensorrt"], "'tensorrt' is not installed in this ONNX Runtime; installed: "),
+        (["infer", "--model", str(deployed / "compile-ort" / "model.hbm"), "--imgl", str(left), "--imgr", str(left), "--provider", "bogus", "--save-path", str(tmp_path / "o")],
          "'bogus' is not installed"),
     ]
     before = {str(p): p.read_bytes() for p in sorted(deployed.rglob("*")) if p.is_file()}
@@ -302,21 +303,21 @@ def test_an_onnx_or_hbm_without_what_stereokit_writes_is_refused(deployed: Path,
 
 def test_export_and_compile_twice_give_the_same_bytes(deployed: Path, tmp_path: Path) -> None:
     run = _copy_run(deployed, tmp_path)
-    ir, hbm = (run / "export" / "model.onnx").read_bytes(), (run / "compile" / "model.hbm").read_bytes()
+    ir, hbm = (run / "export" / "model.onnx").read_bytes(), (run / "compile-ort" / "model.hbm").read_bytes()
     result = run_export(run / "qat", force=True)
     assert (run / "export" / "model.onnx").read_bytes() == ir
-    assert sorted(Path(p).name.rsplit("-", 1)[0] for p in result.moved_aside) == ["compile", "export"]
-    run_compile(run / "qat", measure_runs=1)
-    assert (run / "compile" / "model.hbm").read_bytes() == hbm
-    assert "measured_cpu_latency_ms" not in load_hbm(run / "compile" / "model.hbm").manifest
+    assert sorted(Path(p).name.rsplit("-", 1)[0] for p in result.moved_aside) == ["compile", "compile-ort", "export"]
+    run_compile(run / "qat", measure_runs=1, runtime="ort")
+    assert (run / "compile-ort" / "model.hbm").read_bytes() == hbm
+    assert "measured_cpu_latency_ms" not in load_hbm(run / "compile-ort" / "model.hbm").manifest
 
 
 def test_validate_bpu_compares_with_the_stage_the_ir_came_from(deployed: Path, tmp_path: Path) -> None:
     run = _copy_run(deployed, tmp_path)
-    result = run_compile(run / "calibration", force=True, measure_runs=1)
+    result = run_compile(run / "calibration", force=True, measure_runs=1, runtime="ort")
     assert result.source_stage == "calibration" and result.note and "came from qat/best.pt" in result.note
     assert require_stage(run, "export").inputs[0].path == "calibration/checkpoint.pt"
-    validated = run_validate(run / "compile", show_progress=False)
+    validated = run_validate(run / "compile-ort", show_progress=False)
     assert validated.reference == "int_infer model from calibration/checkpoint.pt" and validated.passed
     cfg = run_config(run)
     twin = load_stage_model(cfg, "int_infer", run / "calibration" / "checkpoint.pt")
@@ -326,8 +327,8 @@ def test_validate_bpu_compares_with_the_stage_the_ir_came_from(deployed: Path, t
     # the checkpoint it came from changes: validate-bpu refuses instead of comparing with another model
     with open(run / "calibration" / "checkpoint.pt", "ab") as f:
         f.write(b"x")
-    with pytest.raises(StageError, match="compile stage is stale: its parent export is stale .*calibration/checkpoint.pt: its sha256"):
-        run_validate(run / "compile", show_progress=False)
+    with pytest.raises(StageError, match="compile-ort stage is stale: its parent export is stale .*calibration/checkpoint.pt: its sha256"):
+        run_validate(run / "compile-ort", show_progress=False)
 
 
 def test_a_forced_float_moves_every_descendant_aside_and_nothing_uses_them(deployed: Path, tmp_path: Path) -> None:
@@ -335,7 +336,7 @@ def test_a_forced_float_moves_every_descendant_aside_and_nothing_uses_them(deplo
     before = _hashes(run)
     result = run_train_float(run_config(run), run, force=True, show_progress=False)
     moved = sorted(Path(p).name.rsplit("-", 1)[0] for p in result.moved_aside)
-    assert moved == ["calibration", "compile", "export", "export_float", "float", "qat"]
+    assert moved == ["calibration", "compile", "compile-ort", "export", "export_float", "float", "qat"]
     assert before <= _hashes(run)  # nothing deleted: every old file is still somewhere in the run
     refusals = [
         lambda: run_eval(run, "qat", show_progress=False),
@@ -382,11 +383,11 @@ def test_an_all_8_bit_map_compiles_and_names_its_bilinear_resizes(tiny_data: Pat
     run = tmp_path / "run"
     cfg = load_config(None, tiny_overrides(tiny_data, max_steps=8) + DEPLOY + ["quant.int16_modules=[]"])
     train_through_qat(cfg, run)
-    run_compile(run / "qat", measure_runs=1)
-    manifest = load_hbm(run / "compile" / "model.hbm").manifest
+    run_compile(run / "qat", measure_runs=1, runtime="ort")
+    manifest = load_hbm(run / "compile-ort" / "model.hbm").manifest
     assert manifest["int16_simulated"] == []
     assert sorted(manifest["resize_simulated"]) == [f"/model/model/head/refine.{k}/upsample/op/Resize" for k in range(4)]
-    nodes = json.loads((run / "compile" / "perf.json").read_text())["nodes"]
+    nodes = json.loads((run / "compile-ort" / "perf.json").read_text())["nodes"]
     assert {n["runs"] for n in nodes if n["predicted"] == "accelerator"} == {"integer", "fused", "resize-simulation"}
-    result = run_validate(run / "compile", show_progress=False)
+    result = run_validate(run / "compile-ort", show_progress=False)
     assert result.passed and result.mean_abs_diff_px < 0.01  # the 8-bit output's step here is 0.125 px

@@ -3,6 +3,7 @@ OpenVINO's own per-layer precisions, and validate-bpu / infer running it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from stereokit.deploy.checker import check_model
 from stereokit.deploy.compiler import confirm_check, lower_to_integer
 from stereokit.deploy.hbm import load_hbm
 from stereokit.deploy.target import load_target
-from stereokit.services.compile import openvino_float_nodes, run_compile
+from stereokit.lineage import require_stage
+from stereokit.services.compile import fastest_runtime, openvino_float_nodes, run_compile
 from stereokit.services.infer import run_infer
 from stereokit.services.validate_bpu import run_validate
 from tests.services.test_deploy import deployed  # noqa: F401 - the module's fixture
@@ -62,6 +64,7 @@ def test_openvino_names_a_node_check_put_on_the_integer_path_that_it_runs_in_flo
 def test_validate_and_infer_run_the_openvino_model(ov_run: Path, tiny_data: Path, tmp_path: Path) -> None:
     result = run_validate(ov_run / "compile-openvino", show_progress=False)
     assert result.provider.startswith("openvino") and result.passed
+    assert "epe_rel_diff" in result.bar  # its own rounding: judged by EPE and the mean, not per pixel
     assert result.mean_abs_diff_px < 0.05
     assert abs(result.epe - result.int_infer_epe) <= 0.005 * result.int_infer_epe
     assert (ov_run / "compile-openvino" / "validate.json").is_file()
@@ -85,3 +88,19 @@ def test_the_openvino_profile_names_its_source_and_its_float_nodes(deployed: Pat
     # and OpenVINO's own report agrees: nothing this profile puts on the integer path runs in float
     nodes = confirm_check(report, lower_to_integer(ir_path.read_bytes()))
     assert openvino_float_nodes(openvino_runtime.convert_ir(ir_path.read_bytes()), nodes, "ir") == []
+
+
+def test_plain_compile_keeps_the_fastest_runtime_it_timed(deployed: Path) -> None:  # noqa: F811
+    perf = json.loads((deployed / "compile" / "perf.json").read_text())
+    assert set(perf["runtime_ms"]) == {"ort", "openvino"} and min(perf["runtime_ms"].values()) > 0
+    chosen = load_hbm(deployed / "compile" / "model.hbm").manifest["runtime"]
+    assert chosen == fastest_runtime(perf["runtime_ms"]) == perf["runtime"] == require_stage(deployed, "compile").details["runtime"]
+    assert perf["measured_cpu_latency_ms"]["compiled_int8_ms"] == perf["runtime_ms"][chosen]
+    assert run_validate(deployed / "compile", show_progress=False).passed
+
+
+def test_another_runtime_replaces_onnx_runtime_only_on_a_clear_win() -> None:
+    assert fastest_runtime({"ort": 10.0}) == "ort"
+    assert fastest_runtime({"ort": 10.0, "openvino": 9.5}) == "ort"  # within timing noise
+    assert fastest_runtime({"ort": 10.0, "openvino": 8.0}) == "openvino"
+    assert fastest_runtime({"ort": 8.0, "openvino": 10.0}) == "ort"
