@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import onnxruntime
 import torch
 from pydantic import BaseModel
 from rich.console import Console
@@ -94,6 +95,7 @@ class DemoResult(BaseModel):
     macs: int
     hbm_bytes: int
     latency_ms: dict[str, float]
+    latency_ran_on: dict[str, str]
     artifacts: dict[str, str]
     accelerator_share: float
     agreement: dict[str, float]
@@ -199,6 +201,9 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float | None = None, device
         "onnx_float": compile_metrics["latency_ms"]["onnx_float_ms"],
         "compiled": compile_metrics["latency_ms"]["compiled_int8_ms"],
     }
+    latency_ran_on = {"torch_float": f"torch {torch.__version__}, inference path, CPU",
+                      "onnx_float": f"ONNX Runtime {onnxruntime.__version__}, CPU",
+                      "compiled": f"{validation.provider} (plain compile kept it, the fastest installed here)"}
     artifacts = {
         "config": str(out / "config.yaml"), "train_lmdb": str(cfg.data.train_lmdb), "test_lmdb": str(cfg.data.test_lmdb),
         "float_checkpoint": str(run / "float" / "best.pt"), "loss_curve": str(run / "float" / "loss.png"),
@@ -209,14 +214,14 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float | None = None, device
     }
     result = DemoResult(
         out=out, stages=stages, constant_baseline_epe=constant_baseline(cfg), params=cost.params, macs=cost.macs,
-        hbm_bytes=(run / "compile" / "model.hbm").stat().st_size, latency_ms=latency, artifacts=artifacts,
+        hbm_bytes=(run / "compile" / "model.hbm").stat().st_size, latency_ms=latency, latency_ran_on=latency_ran_on, artifacts=artifacts,
         accelerator_share=check.accelerator_share,
         agreement={"mean_abs_diff_px": validation.mean_abs_diff_px, "max_abs_diff_px": validation.max_abs_diff_px,
                    "frac_over_0_5px": validation.frac_over_0_5px},
     )
     seconds["total"] = round(time.perf_counter() - began, 1)
     summary = {"stages": stages, "real_pair": beside["real_pair"], "constant_baseline_epe": result.constant_baseline_epe, "params": result.params,
-               "macs": result.macs, "latency_ms": latency, "schedule": asdict(schedule), "seconds": seconds,
+               "macs": result.macs, "latency_ms": latency, "latency_ran_on": latency_ran_on, "schedule": asdict(schedule), "seconds": seconds,
                "artifacts": artifacts}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "report.html", report_html(result, run))
@@ -272,8 +277,9 @@ def report_html(r: DemoResult, run: Path) -> str:
         f"{r.macs / 1e9:.3f} GMACs at {WIDTH}x{HEIGHT}; compiled model {r.hbm_bytes / 1024:.0f} KiB, "
         f"{r.accelerator_share:.1%} of MACs on the integer path.</p>",
         "<table><tr><th>stage</th><th>EPE (px)</th><th>bad-1</th><th>bad-3</th></tr>" + rows + "</table>",
-        "<h2>Latency (this machine's CPU, ms)</h2><table>"
-        + "".join(f"<tr><td>{k}</td><td>{v:.1f}</td></tr>" for k, v in r.latency_ms.items()) + "</table>",
+        "<h2>Latency (this machine's CPU, ms)</h2><table><tr><th>model</th><th>ms</th><th>ran on</th></tr>"
+        + "".join(f"<tr><td>{k}</td><td>{v:.1f}</td><td>{html.escape(r.latency_ran_on.get(k, ''))}</td></tr>"
+                  for k, v in r.latency_ms.items()) + "</table>",
         "<h2>Loss curves</h2>", img(run / "float" / "loss.png"), img(run / "qat" / "loss.png"),
         "<h2>Samples (left | ground truth | prediction | error)</h2>", *[img(p) for p in pictures],
         "<h2>Inference on one test pair (left | disparity | depth)</h2>",

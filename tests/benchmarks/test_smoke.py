@@ -54,3 +54,13 @@ def test_spike_pt2e_runs_where_torchao_is_installed(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "spike_pt2e.py")], capture_output=True, text=True,
                           timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_probe_openvino_names_each_quantized_tensor(deployed: Path, tmp_path: Path) -> None:  # noqa: F811
+    pytest.importorskip("openvino", reason="the probe compares OpenVINO with ONNX Runtime")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "probe_openvino.py"), str(deployed)], capture_output=True,
+                          text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| neck/") or line.startswith("| head/")]
+    assert len(rows) > 20 and "final disparity: mean |diff|" in proc.stdout

@@ -26,7 +26,8 @@ def test_demo_runs_every_stage_and_reports_consistent_numbers(tmp_path: Path) ->
     validation = json.loads((run / "compile" / "validate.json").read_text())
     assert summary["stages"]["compiled"]["epe"] == validation["epe"]
     assert summary["constant_baseline_epe"] > 0 and summary["params"] == result.params > 0
-    assert set(summary["latency_ms"]) == {"torch_float", "onnx_float", "compiled"}
+    assert set(summary["latency_ms"]) == set(summary["latency_ran_on"]) == {"torch_float", "onnx_float", "compiled"}
+    assert summary["latency_ran_on"]["compiled"].startswith(validation["provider"])  # the runtime plain compile kept
     for path in summary["artifacts"].values():
         assert Path(path).exists(), path
     assert set(summary["real_pair"]) == {"demo compiled", "shipped float"}
@@ -34,6 +35,7 @@ def test_demo_runs_every_stage_and_reports_consistent_numbers(tmp_path: Path) ->
     assert Path(summary["artifacts"]["beside_motorcycle"]).is_file()
     report = (out / "report.html").read_text()
     assert "data:image/png;base64" in report and f"{summary['stages']['qat']['epe']:.4f}" in report
+    assert "<th>ran on</th>" in report and summary["latency_ran_on"]["onnx_float"] in report
     assert any("train float" in line for line in said)
 
     said.clear()
