@@ -606,6 +606,11 @@ def compile_(
                       f"(perf.json lists them; --strict refuses): {names}{', ...' if len(r.runtime_float_nodes) > 4 else ''}")
 
 
+def _ran_on(runtime: str, provider: str) -> str:
+    """'onnxruntime 1.x, cpu'; OpenVINO's provider already names it."""
+    return provider if provider.startswith(runtime.split()[0]) else f"{runtime}, {provider}"
+
+
 @app.command("validate-bpu")
 @user_errors
 def validate_bpu(
@@ -623,11 +628,11 @@ def validate_bpu(
 
     r = run_validate(path, show_progress=not (quiet or as_json), provider=provider)
     if as_json:
-        _echo_json({k: getattr(r, k) for k in ("epe", "bad1", "bad3", "pixels", "mean_abs_diff_px", "max_abs_diff_px", "frac_over_0_5px", "provider", "placement")})
+        _echo_json({k: getattr(r, k) for k in ("epe", "bad1", "bad3", "pixels", "mean_abs_diff_px", "max_abs_diff_px", "frac_over_0_5px", "runtime", "provider", "placement")})
     else:
         console.print(_metrics_table(f"compiled model on the test split ({r.images} images)", {"compiled": r.model_dump()}))
         console.print(f"agreement with int_infer (EPE {r.int_infer_epe:.4f}): mean |diff| {r.mean_abs_diff_px:.4f} px, "
-                      f"max {r.max_abs_diff_px:.3f} px, {r.frac_over_0_5px:.3%} of pixels over 0.5 px; ran on {r.provider}")
+                      f"max {r.max_abs_diff_px:.3f} px, {r.frac_over_0_5px:.3%} of pixels over 0.5 px; ran on {_ran_on(r.runtime, r.provider)}")
         if "epe_rel_diff" in r.bar:
             console.print(f"judged by EPE (within {r.bar['epe_rel_diff']:.1%} of int_infer's) and the mean |diff|: this runtime "
                           "quantizes with its own rounding, so single pixels differ (docs/performance.md)")

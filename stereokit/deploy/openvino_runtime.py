@@ -135,6 +135,10 @@ class OpenVinoRuntime:
     exact_rounding = False
 
     @property
+    def runtime(self) -> str:
+        return f"openvino {version()}"
+
+    @property
     def provider(self) -> str:
         return f"openvino {version()} CPU"
 

@@ -27,6 +27,10 @@ class Runtime:
     exact_rounding = True  # QLinear ops round as int_infer does: validate-bpu's per-pixel bar applies
 
     @property
+    def runtime(self) -> str:
+        return f"onnxruntime {ort.__version__}"
+
+    @property
     def provider(self) -> str:
         """The execution provider that runs the model (cpu, cuda, tensorrt)."""
         return short_name(self.session.get_providers()[0])

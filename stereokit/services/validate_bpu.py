@@ -37,7 +37,8 @@ class ValidateResult(BaseModel):
     frac_over_0_5px: float
     int_infer_epe: float
     reference: str
-    provider: str
+    runtime: str  # the runtime and its version
+    provider: str  # the device it ran on (ONNX Runtime: its execution provider)
     placement: dict[str, dict[str, int]] = {}  # ONNX Runtime: nodes per provider and op type, from its profile
     passed: bool
     bar: dict[str, float]
@@ -109,7 +110,7 @@ def run_validate(path: Path, show_progress: bool = True, provider: str = "auto")
         epe=summary["epe"], bad1=summary["bad1"], bad3=summary["bad3"], pixels=summary["pixels"], images=summary["images"],
         mean_abs_diff_px=mean, max_abs_diff_px=float(diff.max()), frac_over_0_5px=frac,
         int_infer_epe=ref_epe, reference=f"{ref_stage} model from {checkpoint.relative_to(run_dir)}",
-        provider=runtime.provider,
+        runtime=runtime.runtime, provider=runtime.provider,
         placement=runtime.placement(load_hbm(hbm).model, provider) if hasattr(runtime, "placement") else {},
         passed=passed, bar=bar,
     )

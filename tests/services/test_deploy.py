@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import torch
 
@@ -187,7 +188,8 @@ def test_validate_bpu_agrees_with_int_infer(deployed: Path) -> None:
     int_infer = run_eval(deployed, "int_infer", show_progress=False)
     assert result.passed and result.images == 3
     assert result.provider == "cpu"  # no GPU here: auto falls back to the CPU provider, and says so
-    assert json.loads((deployed / "compile-ort" / "validate.json").read_text())["provider"] == "cpu"
+    recorded = json.loads((deployed / "compile-ort" / "validate.json").read_text())
+    assert recorded["provider"] == "cpu" and recorded["runtime"] == f"onnxruntime {onnxruntime.__version__}"
     # what ran where, from ONNX Runtime's own profile: every integer op on the CPU provider
     assert set(result.placement) == {"cpu"} and result.placement["cpu"]["QLinearConv"] > 0
     assert abs(result.epe - int_infer.epe) <= 0.02 * int_infer.epe

@@ -63,7 +63,7 @@ def test_openvino_names_a_node_check_put_on_the_integer_path_that_it_runs_in_flo
 
 def test_validate_and_infer_run_the_openvino_model(ov_run: Path, tiny_data: Path, tmp_path: Path) -> None:
     result = run_validate(ov_run / "compile-openvino", show_progress=False)
-    assert result.provider.startswith("openvino") and result.passed
+    assert result.provider.startswith("openvino") and result.passed and result.runtime == f"openvino {openvino_runtime.version()}"
     assert "epe_rel_diff" in result.bar  # its own rounding: judged by EPE and the mean, not per pixel
     assert result.mean_abs_diff_px < 0.05
     assert abs(result.epe - result.int_infer_epe) <= 0.005 * result.int_infer_epe
