@@ -43,6 +43,8 @@ def main() -> None:
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "card": "docs/model_card.md",
     }
+    if record and record.details.get("init"):  # a fine-tune or continuation: the weights it started from
+        card["init"] = record.details["init"]
     if args.extra:
         card.update(json.loads(args.extra.read_text()))
     digest = write_weights(PACKAGE_DIR / f"{args.name}.pt", best["model"], cfg, card)
