@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import openvino as ov
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
@@ -45,7 +46,6 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--index", type=int, default=0, help="the test pair")
     args = parser.parse_args()
-    ov = openvino_runtime._require()
     cfg = run_config(args.run)
     model = onnx.load(str(args.run / "export" / "model.onnx"))
     probes = quantized_tensors(model)

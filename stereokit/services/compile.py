@@ -161,11 +161,12 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
         first = report.fallbacks[0]
         raise StereokitError(f"{ir_path}: {len(report.fallbacks)} node(s) would fall back to the CPU on {profile.name} (--strict); "
                              f"first: {first.name} ({first.op}, {first.rule}).", exit_code=1)
-    lowered = lower_to_integer(ir_path.read_bytes())
+    ir_bytes = ir_path.read_bytes()
+    lowered = lower_to_integer(ir_bytes)
     compiled_nodes = confirm_check(report, lowered)
     h, w = cfg.deploy.input_height, cfg.deploy.input_width
     candidates = installed_runtimes() if runtime is None else [runtime]
-    models = {name: lowered if name == "ort" else openvino_runtime.convert_ir(ir_path.read_bytes()) for name in candidates}
+    models = {name: lowered if name == "ort" else openvino_runtime.convert_ir(ir_bytes) for name in candidates}
     timings = {name: runtime_latency_ms(name, models[name], h, w, measure_runs) for name in candidates}
     chosen = fastest_runtime(timings) if runtime is None else runtime
     runtime_float = openvino_float_nodes(models[chosen], compiled_nodes, str(ir_path)) if chosen == "openvino" else []
