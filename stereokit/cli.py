@@ -288,6 +288,8 @@ def _print_train(result: Any, run_dir: Path) -> None:
         f"{result.stage} finished: {result.steps} steps, {result.epochs} epochs on {result.world_size} process(es); "
         f"val EPE {val.get('epe', float('nan')):.3f} px, best {best:.3f} px -> {run_dir / result.stage}"
     )
+    for note in result.notes:
+        console.print(note)
 
 
 def _calibrate(run_dir: Path, force: bool, quiet: bool, pairs: Optional[Path] = None) -> Any:

@@ -142,6 +142,12 @@ class FloatTrainConfig(_Section):
     grad_clip: float | None = Field(None, gt=0)
     residual_lr_scale: float = Field(0.02, gt=0, le=1, description="LR factor for the refinement residual convs")
 
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` (in a file or in --set) as the boolean false
+        return "off" if value is False else value
+
 
 class CalibrationConfig(_Section):
     """Observers only: no gradient step."""

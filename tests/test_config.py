@@ -35,6 +35,16 @@ def test_yaml_file_then_set_overrides(tmp_path: Path) -> None:
     assert cfg.data.crop == (128, 256)
 
 
+def test_amp_off_survives_yaml_reading_it_as_false(tmp_path: Path) -> None:
+    """YAML 1.1 reads a bare `off` as false; `amp: off` in a file or in --set means float32, not an error."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  float:\n    amp: off\n")
+    assert load_config(path, []).train.float.amp == "off"
+    assert load_config(None, ["train.float.amp=bf16", "train.float.amp=off"]).train.float.amp == "off"
+    with pytest.raises(ConfigError, match="train.float.amp"):
+        load_config(None, ["train.float.amp=true"])
+
+
 def test_yaml_round_trip(tmp_path: Path) -> None:
     cfg = load_config(None, ["model.maxdisp=96", "seed=7"])
     path = tmp_path / "out.yaml"

@@ -129,9 +129,24 @@ def _weights_digest(model: nn.Module) -> float:
         return float(sum(t.double().sum() + (t.double() ** 2).sum() for t in tensors))
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 convolutions run in hardware here. A CPU without AVX-512 BF16 or AMX emulates
+    them: 6-8x slower than float32 (measured on an AVX2 EPYC, docs/performance.md)."""
+    return device.type != "cpu" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def amp_fallback_note(amp: str, device: torch.device) -> str | None:
+    """One line when `amp: bf16` will run in float32 instead, else None."""
+    if amp == "bf16" and not native_bf16(device):
+        return (f"amp: bf16 asked for, but this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 instructions "
+                "and would emulate them several times slower than float32; training in float32.")
+    return None
+
+
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of `train.*.amp` on `device` (None: float32). fp16 needs CUDA's GradScaler."""
-    if amp == "off":
+    """The autocast dtype of `train.*.amp` on `device` (None: float32). fp16 needs CUDA's GradScaler;
+    bf16 on a CPU that would emulate it runs in float32 (amp_fallback_note says so)."""
+    if amp == "off" or amp_fallback_note(amp, device):
         return None
     if amp == "fp16" and device.type != "cuda":
         raise StereokitError(f"train.float.amp=fp16 needs a CUDA device, this run uses {device}; use bf16 or off.")

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel
+from rich.console import Console
 
 from stereokit.config import StereokitConfig, config_hash
 from torch.utils.data import DataLoader
@@ -19,7 +20,8 @@ from torch.utils.data import DataLoader
 from stereokit.data.dataset import build_dataloader, check_crop_fits
 from stereokit.engine.checkpoint import load_checkpoint, load_model_weights
 from stereokit.engine.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
-from stereokit.engine.trainer import FitResult, LoopSettings, TrainingDiverged, TrainingInterrupted, autocast_dtype, fit
+from stereokit.engine.trainer import (FitResult, LoopSettings, TrainingDiverged, TrainingInterrupted, amp_fallback_note,
+                                      autocast_dtype, fit)
 from stereokit.errors import StageError, StereokitError
 from stereokit.models import build_stereonet
 from stereokit.quant.prepare import check_precision_map
@@ -41,6 +43,7 @@ class TrainResult(BaseModel):
     world_size: int
     ranks_in_sync: bool
     moved_aside: list[str] = []
+    notes: list[str] = []
 
 
 def float_settings(cfg: StereokitConfig) -> LoopSettings:
@@ -175,8 +178,14 @@ def run_train_float(
             record.details["init"] = {"from": str(init), "path": str(weights.path), "sha256": weights.sha256}
         if info.distributed and cfg.train.float.sync_bn and device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        return run_fit_stage(cfg, run_dir, "float", model, float_settings(cfg), loaders,
-                             info, device, resume, record, show_progress=show_progress, moved_aside=moved)
+        notes = [note] if (note := amp_fallback_note(cfg.train.float.amp, device)) else []
+        if notes:
+            record.details["amp_ran"] = "off"
+            if info.is_main and show_progress:
+                Console(stderr=True, markup=False, highlight=False).print(note)
+        result = run_fit_stage(cfg, run_dir, "float", model, float_settings(cfg), loaders,
+                               info, device, resume, record, show_progress=show_progress, moved_aside=moved)
+        return result.model_copy(update={"notes": notes})
     finally:
         shutdown_distributed()
 

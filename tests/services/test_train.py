@@ -17,7 +17,7 @@ from stereokit.data.dataset import SceneFlowLMDB, build_dataloader, validation_i
 from stereokit.data.synth import SceneOptions
 from stereokit.engine.checkpoint import load_checkpoint
 from stereokit.engine.evaluate import evaluate
-from stereokit.engine.trainer import TrainingDiverged
+from stereokit.engine.trainer import TrainingDiverged, autocast_dtype, native_bf16
 from stereokit.errors import DataError, StereokitError
 from stereokit.lineage import require_stage
 from stereokit.runs import read_stage_record
@@ -124,6 +124,21 @@ def test_throughput_options_train_with_a_finite_loss(tiny_data: Path, tmp_path: 
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "float" / "log.jsonl").read_text().splitlines() if '"loss"' in line]
     assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
     assert result.best_epe is not None and math.isfinite(result.best_epe)
+
+
+def test_bf16_where_the_cpu_would_emulate_it_trains_in_float32_and_says_so(tiny_data: Path, tmp_path: Path) -> None:
+    """Emulated bf16 is 6-8x slower than float32 (an AVX2 CPU); such a CPU trains in float32 with one line saying so."""
+    cfg = load_config(None, tiny_overrides(tiny_data, max_steps=2) + ["train.float.amp=bf16"])
+    result = run_train_float(cfg, tmp_path / "run", show_progress=False)
+    record = read_stage_record(tmp_path / "run", "float")
+    assert result.steps == 2
+    if native_bf16(torch.device("cpu")):
+        assert result.notes == [] and "amp_ran" not in record.details
+        assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+    else:
+        assert len(result.notes) == 1 and "no bf16 instructions" in result.notes[0] and "float32" in result.notes[0]
+        assert record.details["amp_ran"] == "off"
+        assert autocast_dtype("bf16", torch.device("cpu")) is None
 
 
 def test_the_same_config_trains_to_the_same_numbers(tiny_data: Path, tmp_path: Path) -> None:
