@@ -28,9 +28,9 @@ from stereokit.quant.fold import export_copy
 from stereokit.quant.prepare import prepare_quant_model, set_fake_quant, set_observers
 from stereokit.services.calops import run_calops
 from stereokit.services.compile import fastest_runtime
-from stereokit.services.demo import DEMO_OVERRIDES
+from stereokit.services.demo import SMALL_MODEL
 
-DEMO = [o for o in DEMO_OVERRIDES if o.startswith("model.")]
+DEMO = SMALL_MODEL  # the small from-scratch model
 
 
 def int8_peak() -> tuple[float, str]:

@@ -32,10 +32,10 @@ from stereokit.engine.optim import build_adam
 from stereokit.models import build_stereonet, multiscale_loss
 from stereokit.models.inference import conv2d_channels_last
 from stereokit.services.pack import run_pack
-from stereokit.services.demo import DEMO_OVERRIDES
+from stereokit.services.demo import SMALL_MODEL
 from stereokit.services.synth import run_synth
 
-DEMO = [o for o in DEMO_OVERRIDES if o.startswith("model.")]
+DEMO = SMALL_MODEL  # the small from-scratch model
 # name: (channels_last, bf16 autocast, torch.compile)
 VARIANTS = {"fp32": (False, False, False), "channels_last": (True, False, False), "bf16": (False, True, False),
             "channels_last+bf16": (True, True, False), "compile": (False, False, True),

@@ -37,7 +37,7 @@ from torch.fx import Node
 from stereokit.config import load_config
 from stereokit.models import build_stereonet, multiscale_loss
 from stereokit.quant.prepare import prepare_quant_model
-from stereokit.services.demo import DEMO_OVERRIDES
+from stereokit.services.demo import SMALL_MODEL
 
 
 def _spec(dtype: torch.dtype, qmin: int, qmax: int, qscheme: torch.qscheme, ch_axis: int | None = None) -> Any:
@@ -106,7 +106,7 @@ def main() -> None:
     import torchao
 
     report["torchao"] = torchao.__version__
-    cfg = load_config(None, [o for o in DEMO_OVERRIDES if o.startswith("model.")])
+    cfg = load_config(None, SMALL_MODEL)
     torch.manual_seed(0)
     model = build_stereonet(cfg.model).train()
     x = torch.rand(2, 3, 128, 256)
@@ -135,7 +135,7 @@ def main() -> None:
     report["step_s_pt2e"] = round(_step_seconds(prepared, cfg, x, gt), 3)
     # like for like: moving-average min-max observers in both (stereokit's default QAT keeps the
     # calibration's percentile observers, which sort each activation)
-    minmax = load_config(None, [o for o in DEMO_OVERRIDES if o.startswith("model.")] + ["train.calibration.observer=minmax"])
+    minmax = load_config(None, SMALL_MODEL + ["train.calibration.observer=minmax"])
     eager = prepare_quant_model(model, minmax).train()
     report["step_s_eager_minmax"] = round(_step_seconds(eager, cfg, x, gt), 3)
     report["step_s_eager_percentile"] = round(_step_seconds(prepare_quant_model(model, cfg).train(), cfg, x, gt), 3)

@@ -690,8 +690,9 @@ def demo(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Start over instead of skipping finished stages."),
 ) -> None:
-    """The whole flow on generated data: synth, pack, calops, train, calibrate, qat, eval, export,
-    check, compile, validate-bpu, infer; one table at the end, report.html and summary.json.
+    """The whole flow on generated data: synth, pack, calops, train (a fine-tune of the shipped model
+    on the generated scenes), calibrate, qat, eval, export, check, compile, validate-bpu, infer; one
+    table at the end, report.html and summary.json.
 
     Example: stereokit demo --out runs/demo
     """

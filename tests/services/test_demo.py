@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from stereokit.lineage import require_stage
+from stereokit.weights import load_shipped
 
 
 @pytest.mark.slow
@@ -18,6 +19,9 @@ def test_demo_runs_every_stage_and_reports_consistent_numbers(tmp_path: Path) ->
     run = out / "run"
     for stage in ("float", "calibration", "qat", "export", "compile"):
         assert require_stage(run, stage).status == "finished"
+    # the float stage fine-tunes the shipped model: its record names the weights it started from
+    init = require_stage(run, "float").details["init"]
+    assert init["from"] == "shipped" and init["sha256"] == load_shipped().sha256
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["stages"]) == {"float", "calibration", "qat", "int_infer", "compiled"}
     for stage in ("float", "calibration", "qat", "int_infer"):
@@ -36,9 +40,10 @@ def test_demo_runs_every_stage_and_reports_consistent_numbers(tmp_path: Path) ->
     report = (out / "report.html").read_text()
     assert "data:image/png;base64" in report and f"{summary['stages']['qat']['epe']:.4f}" in report
     assert "<th>ran on</th>" in report and summary["latency_ran_on"]["onnx_float"] in report
+    assert summary["float_init"]["sha256"] == init["sha256"] and f"sha256 {init['sha256'][:12]}" in report
     assert any("train float" in line for line in said)
 
     said.clear()
     again = run_demo(out, minutes=0.3, device="cpu", num_train=24, num_test=3, say=said.append)
-    assert any("train float: already done, skipped" in line for line in said)
+    assert any("train float (from the shipped model): already done, skipped" in line for line in said)
     assert again.stages["float"] == result.stages["float"]
