@@ -92,8 +92,15 @@ def open_compiled(path: Path, provider: str = "auto") -> "Runtime | OpenVinoRunt
         return open_openvino(compiled.model, str(path), maxdisp)
     if runtime != "ort":
         raise StereokitError(f"{path}: compiled for the runtime {runtime!r}, which this stereokit cannot run.")
-    session = _session(compiled.model, str(path), provider, integer_graph=True)
-    h, w = _static_shape(session, str(path))
+    return open_runtime_model("ort", compiled.model, str(path), maxdisp, provider)
+
+
+def open_runtime_model(runtime: str, model: bytes, name: str, maxdisp: float, provider: str = "auto") -> "Runtime | OpenVinoRuntime":
+    """One runtime's model, as a .hbm holds it (ONNX Runtime's integer graph or OpenVINO's blob), ready to run."""
+    if runtime == "openvino":
+        return open_openvino(model, name, maxdisp)
+    session = _session(model, name, provider, integer_graph=True)
+    h, w = _static_shape(session, name)
     return Runtime(session, h, w, maxdisp, "hbm")
 
 

@@ -16,7 +16,8 @@ from stereokit.deploy.compiler import confirm_check, lower_to_integer
 from stereokit.deploy.hbm import load_hbm
 from stereokit.deploy.target import load_target
 from stereokit.lineage import require_stage
-from stereokit.services.compile import fastest_runtime, openvino_float_nodes, run_compile
+from stereokit.runs import run_config
+from stereokit.services.compile import choose_runtime, disagreement_px, fastest_runtime, openvino_float_nodes, run_compile
 from stereokit.services.infer import run_infer
 from stereokit.services.validate_bpu import run_validate
 from tests.services.test_deploy import deployed  # noqa: F401 - the module's fixture
@@ -94,7 +95,14 @@ def test_plain_compile_keeps_the_fastest_runtime_it_timed(deployed: Path) -> Non
     perf = json.loads((deployed / "compile" / "perf.json").read_text())
     assert set(perf["runtime_ms"]) == {"ort", "openvino"} and min(perf["runtime_ms"].values()) > 0
     chosen = load_hbm(deployed / "compile" / "model.hbm").manifest["runtime"]
-    assert chosen == fastest_runtime(perf["runtime_ms"]) == perf["runtime"] == require_stage(deployed, "compile").details["runtime"]
+    bar = run_config(deployed).deploy.max_mean_abs_diff_px
+    assert chosen == choose_runtime(perf["runtime_ms"], perf["runtime_disagreement_px"], bar)[0] == perf["runtime"]
+    assert chosen == require_stage(deployed, "compile").details["runtime"]
+    # a faster runtime was held against ONNX Runtime's disparity; a slower one did not need to be
+    fastest = fastest_runtime(perf["runtime_ms"])
+    assert set(perf["runtime_disagreement_px"]) == ({fastest} - {"ort"})
+    if chosen == "openvino":
+        assert perf["runtime_disagreement_px"]["openvino"] <= bar
     assert perf["measured_cpu_latency_ms"]["compiled_int8_ms"] == perf["runtime_ms"][chosen]
     assert run_validate(deployed / "compile", show_progress=False).passed
 
@@ -104,3 +112,23 @@ def test_another_runtime_replaces_onnx_runtime_only_on_a_clear_win() -> None:
     assert fastest_runtime({"ort": 10.0, "openvino": 9.5}) == "ort"  # within timing noise
     assert fastest_runtime({"ort": 10.0, "openvino": 8.0}) == "openvino"
     assert fastest_runtime({"ort": 8.0, "openvino": 10.0}) == "ort"
+
+
+def test_a_faster_runtime_that_disagrees_with_onnx_runtime_is_passed_over_with_the_reason() -> None:
+    timings = {"ort": 45.1, "openvino": 34.7}
+    assert choose_runtime(timings, {"openvino": 0.05}, 0.1) == ("openvino", None)
+    chosen, why = choose_runtime(timings, {"openvino": 0.56}, 0.1)
+    assert chosen == "ort" and why is not None
+    assert "openvino was faster (34.7 vs 45.1 ms)" in why and "0.560 px mean" in why and "0.1 px bar" in why
+    assert choose_runtime({"ort": 10.0, "openvino": 9.5}, {}, 0.1) == ("ort", None)  # not faster enough to be checked
+
+
+def test_the_disagreement_check_runs_both_runtimes_on_a_generated_scene(deployed: Path) -> None:  # noqa: F811
+    """ONNX Runtime against itself is exact; OpenVINO against it gives a finite, small-scale figure."""
+    cfg = run_config(deployed)
+    ir = (deployed / "export" / "model.onnx").read_bytes()
+    models = {"ort": lower_to_integer(ir), "openvino": openvino_runtime.convert_ir(ir)}
+    h, w = cfg.deploy.input_height, cfg.deploy.input_width
+    assert disagreement_px(models, "ort", cfg.data, cfg.model.maxdisp, h, w) == 0.0
+    other = disagreement_px(models, "openvino", cfg.data, cfg.model.maxdisp, h, w)
+    assert 0.0 <= other < cfg.model.maxdisp
