@@ -686,7 +686,7 @@ def infer(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the data, the run and the report go."),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help="Scale the fixed schedule (about 10 minutes on 2 CPU cores) to roughly this long; the summary records the factor."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Scale the fixed schedule (about 11 minutes on 2 CPU cores) to roughly this long; the summary records the factor."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Start over instead of skipping finished stages."),
 ) -> None:
@@ -710,7 +710,10 @@ def demo(
     console.print(f"params {r.params:,}; {r.macs / 1e9:.3f} GMACs at the demo size; compiled model {r.hbm_bytes / 1024:.0f} KiB, "
                   f"{r.accelerator_share:.1%} of MACs on the integer path")
     console.print("latency on this CPU: " + ", ".join(f"{k} {v:.1f} ms" for k, v in r.latency_ms.items()))
-    console.print(f"agreement compiled vs int_infer: mean {r.agreement['mean_abs_diff_px']:.4f} px, max {r.agreement['max_abs_diff_px']:.3f} px")
+    bar = ", ".join(f"{k} <= {v:g}" for k, v in r.validate_bar.items())
+    console.print(f"agreement compiled vs int_infer: mean {r.agreement['mean_abs_diff_px']:.4f} px, max {r.agreement['max_abs_diff_px']:.3f} px, "
+                  f"{r.agreement['frac_over_0_5px']:.2%} of pixels over 0.5 px; validate-bpu's bar ({bar}) "
+                  + ("met" if r.validate_passed else "not met (docs/performance.md: the maxdisp-192 model's rounding spread)"))
     console.print(f"report: {r.out / 'report.html'}; summary: {r.out / 'summary.json'}")
     for name in ("loss_curve", "compiled", "perf", "infer_side_by_side"):
         console.print(f"  {name}: {r.artifacts[name]}")

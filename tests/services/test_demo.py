@@ -29,6 +29,8 @@ def test_demo_runs_every_stage_and_reports_consistent_numbers(tmp_path: Path) ->
         assert summary["stages"][stage]["epe"] == evaluated["epe"]
     validation = json.loads((run / "compile" / "validate.json").read_text())
     assert summary["stages"]["compiled"]["epe"] == validation["epe"]
+    assert summary["agreement"]["passed"] == validation["passed"] == result.validate_passed
+    assert summary["agreement"]["mean_abs_diff_px"] == validation["mean_abs_diff_px"]
     assert summary["constant_baseline_epe"] > 0 and summary["params"] == result.params > 0
     assert set(summary["latency_ms"]) == set(summary["latency_ran_on"]) == {"torch_float", "onnx_float", "compiled"}
     assert summary["latency_ran_on"]["compiled"].startswith(validation["provider"])  # the runtime plain compile kept
