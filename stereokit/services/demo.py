@@ -156,6 +156,7 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float | None = None, device
     say = say or Console(stderr=True, markup=False).print
     if minutes is not None and minutes <= 0:
         raise StereokitError(f"--minutes: {minutes} must be positive.")
+    load_shipped(INIT)  # the weights the float stage starts from: a damaged install is refused before anything is written
     began = time.perf_counter()
     seconds: dict[str, float] = {}
     if force and out.exists():
