@@ -20,12 +20,12 @@ import torch
 
 from stereokit.config import load_config
 from stereokit.services.demo import DEMO_OVERRIDES, HEIGHT, NUM_TRAIN, SCENES, SMALL_MODEL, SYNTH_MAXDISP, WIDTH
-
-# the small model trained 1300 steps of 16 crops in 7.5 minutes on 2 CPU cores (2026-11-29)
-STEPS_PER_MINUTE = 1300 / 7.5
 from stereokit.services.pack import run_pack
 from stereokit.services.synth import run_synth
 from stereokit.services.train import run_train_float
+
+# the small model trained 1300 steps of 16 crops in 7.5 minutes on 2 CPU cores (2026-11-29)
+STEPS_PER_MINUTE = 1300 / 7.5
 
 
 def plot(points: list[tuple[float, float]], path: Path, title: str) -> None:

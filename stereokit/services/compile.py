@@ -192,13 +192,14 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
     candidates = installed_runtimes() if runtime is None else [runtime]
     models = {name: lowered if name == "ort" else openvino_runtime.convert_ir(ir_bytes) for name in candidates}
     timings = {name: runtime_latency_ms(name, models[name], h, w, measure_runs) for name in candidates}
-    chosen, disagreement = runtime or "ort", {}
+    disagreement: dict[str, float] = {}  # plain compile: the faster runtime's, against ONNX Runtime's disparity
     if runtime is None:
-        fastest = fastest_runtime(timings)
-        if fastest != "ort":
-            disagreement = {fastest: disagreement_px(models, fastest, cfg.data, float(meta["maxdisp"]), h, w)}
+        if (fastest := fastest_runtime(timings)) != "ort":
+            disagreement[fastest] = disagreement_px(models, fastest, cfg.data, float(meta["maxdisp"]), h, w)
         chosen, passed_over = choose_runtime(timings, disagreement, cfg.deploy.max_mean_abs_diff_px)
         note = "; ".join(filter(None, [note, passed_over])) or None
+    else:
+        chosen = runtime
     runtime_float = openvino_float_nodes(models[chosen], compiled_nodes, str(ir_path)) if chosen == "openvino" else []
     if runtime is None and runtime_float:
         # plain compile keeps to a runtime that runs what check puts on the integer path in integer

@@ -115,10 +115,11 @@ def shipped_network() -> list[str]:
     return [f"model.{k}={json.dumps(v)}" for k, v in load_shipped(INIT).model.model_dump(mode="json").items()]
 
 
-def demo_config(out: Path, num_train: int, schedule: Schedule, device: str) -> StereokitConfig:
+def demo_config(out: Path, num_train: int, schedule: Schedule, device: str, network: list[str]) -> StereokitConfig:
+    """network: the model.* overrides of the weights the float stage starts from (shipped_network())."""
     data = out / "data"
     qat_epochs = max(1, schedule.qat_steps // max(1, num_train // BATCH))
-    return load_config(None, shipped_network() + DEMO_OVERRIDES + [
+    return load_config(None, network + DEMO_OVERRIDES + [
         f"device={device}",
         f"data.data_dir={data / 'SceneFlow'}", f"data.train_lmdb={data / 'lmdb' / 'train_lmdb'}",
         f"data.test_lmdb={data / 'lmdb' / 'test_lmdb'}",
@@ -156,7 +157,7 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float | None = None, device
     say = say or Console(stderr=True, markup=False).print
     if minutes is not None and minutes <= 0:
         raise StereokitError(f"--minutes: {minutes} must be positive.")
-    load_shipped(INIT)  # the weights the float stage starts from: a damaged install is refused before anything is written
+    network = shipped_network()  # read before anything is written: a damaged install is refused here
     began = time.perf_counter()
     seconds: dict[str, float] = {}
     if force and out.exists():
@@ -190,7 +191,7 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float | None = None, device
         cfg = run_config(run)
         schedule = Schedule(cfg.train.float.max_steps or 0, cfg.train.qat.max_steps or 0, schedule.factor)
     else:
-        cfg = demo_config(out, num_train, schedule, device)
+        cfg = demo_config(out, num_train, schedule, device, network)
         scaled = f" (the schedule scaled by {schedule.factor:.3g} for --minutes {minutes:g})" if minutes is not None else ""
         say(f"schedule: {schedule.float_steps} float and {schedule.qat_steps} QAT steps of batch {cfg.train.float.batch_size}{scaled}")
     atomic_write_text(out / "config.yaml", config_to_yaml(cfg))

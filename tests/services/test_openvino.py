@@ -124,7 +124,7 @@ def test_a_faster_runtime_that_disagrees_with_onnx_runtime_is_passed_over_with_t
 
 
 def test_the_disagreement_check_runs_both_runtimes_on_a_generated_scene(deployed: Path) -> None:  # noqa: F811
-    """ONNX Runtime against itself is exact; OpenVINO against it gives a finite, small-scale figure."""
+    """ONNX Runtime against itself is exact; OpenVINO against it is the figure compile recorded, up to its own noise."""
     cfg = run_config(deployed)
     ir = (deployed / "export" / "model.onnx").read_bytes()
     models = {"ort": lower_to_integer(ir), "openvino": openvino_runtime.convert_ir(ir)}
@@ -132,3 +132,8 @@ def test_the_disagreement_check_runs_both_runtimes_on_a_generated_scene(deployed
     assert disagreement_px(models, "ort", cfg.data, cfg.model.maxdisp, h, w) == 0.0
     other = disagreement_px(models, "openvino", cfg.data, cfg.model.maxdisp, h, w)
     assert 0.0 <= other < cfg.model.maxdisp
+    # the same scene every time; OpenVINO's own run-to-run spread (~0.001 px here) stays far below the 0.1 px bar
+    assert disagreement_px(models, "openvino", cfg.data, cfg.model.maxdisp, h, w) == pytest.approx(other, abs=0.01)
+    recorded = json.loads((deployed / "compile" / "perf.json").read_text())["runtime_disagreement_px"]
+    if "openvino" in recorded:  # plain compile measured it because OpenVINO was the faster here
+        assert recorded["openvino"] == pytest.approx(other, abs=0.01)
