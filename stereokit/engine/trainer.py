@@ -153,6 +153,91 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
+@dataclass
+class _Optimization:
+    """The optimizer, its LR schedule and the fp16 grad scaler: what a step changes besides the weights."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+
+    def state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+def _build_optimization(model: nn.Module, settings: LoopSettings, steps_per_epoch: int, total_steps: int,
+                        device: torch.device) -> _Optimization:
+    optimizer = build_adam(model, settings.lr, settings.weight_decay, settings.residual_lr_scale)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_schedule(settings, steps_per_epoch, total_steps))
+    amp_dtype = autocast_dtype(settings.amp, device)
+    return _Optimization(optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16), amp_dtype)
+
+
+def _restore_rng(resume: dict[str, Any], out_dir: Path, info: DistInfo) -> None:
+    """Each rank continues its own random streams; rank 0's are in the checkpoint, the others beside it."""
+    own = resume["rng"] if info.is_main else load_rank_rng(out_dir, info.rank)
+    if own is not None:
+        set_rng_state(own)
+    else:
+        set_rng_state(resume["rng"])
+        torch.manual_seed(torch.initial_seed() + info.rank)  # a new rank: its own stream, not rank 0's
+
+
+def _start_epoch(loader: DataLoader, step: int, steps_per_epoch: int) -> int:
+    """Position the sampler and the augmentations at `step` (mid-epoch after a resume); the epoch."""
+    epoch, done_in_epoch = divmod(step, steps_per_epoch)
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)
+    if done_in_epoch and hasattr(loader.sampler, "skip_next"):
+        loader.sampler.skip_next(done_in_epoch * loader.batch_size)
+    return epoch
+
+
+def _train_step(net: nn.Module, model: nn.Module, batch: dict[str, torch.Tensor], opt: _Optimization, settings: LoopSettings,
+                device: torch.device, maxdisp: int, loss_weights: list[float], step: int, out_dir: Path) -> float:
+    """One forward and backward on `batch` and one optimizer step; the loss. A NaN/Inf loss on any rank stops all."""
+    imgl, imgr = batch["imgl"].to(device, non_blocking=True), batch["imgr"].to(device, non_blocking=True)
+    if settings.channels_last:
+        imgl = imgl.contiguous(memory_format=torch.channels_last)
+        imgr = imgr.contiguous(memory_format=torch.channels_last)
+    gt = batch["disp"].to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=opt.amp_dtype, enabled=opt.amp_dtype is not None):
+        outputs = net(imgl, imgr)
+    loss = multiscale_loss([o.float() for o in outputs], gt, maxdisp, loss_weights)
+    if broadcast_flag(not bool(torch.isfinite(loss)), device):
+        raise TrainingDiverged(
+            f"{out_dir}: the loss became {loss.item()} at step {step + 1}; stopped, the last good "
+            "checkpoint is kept. Lower the learning rate or check the data, then --resume."
+        )
+    opt.optimizer.zero_grad(set_to_none=True)
+    opt.scaler.scale(loss).backward()
+    if settings.grad_clip:
+        opt.scaler.unscale_(opt.optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+    opt.scaler.step(opt.optimizer)
+    opt.scaler.update()
+    opt.scheduler.step()
+    return loss.item()
+
+
+def _ranks_in_sync(model: nn.Module, info: DistInfo) -> bool:
+    if not info.distributed:
+        return True
+    import torch.distributed as dist
+
+    digests = [0.0] * info.world_size
+    dist.all_gather_object(digests, _weights_digest(model))
+    return all(d == digests[0] for d in digests)
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -172,31 +257,19 @@ def fit(
     model.to(device)
     if settings.channels_last:
         conv2d_channels_last(model)
-    optimizer = build_adam(model, settings.lr, settings.weight_decay, settings.residual_lr_scale)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise StereokitError("the training split has fewer samples than one batch; lower the batch size or add data.")
     total_steps = settings.max_steps or settings.epochs * steps_per_epoch
-    total_epochs = math.ceil(total_steps / steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_schedule(settings, steps_per_epoch, total_steps))
-    amp_dtype = autocast_dtype(settings.amp, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
+    opt = _build_optimization(model, settings, steps_per_epoch, total_steps, device)
 
     step, best_epe = 0, None
     log_path = out_dir / "log.jsonl"
     history: list[dict[str, Any]] = []
     if resume is not None:
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        scaler.load_state_dict(resume["scaler"])
+        opt.load(resume)
         step, best_epe = int(resume["step"]), resume.get("best_epe")
-        # each rank continues its own random streams; rank 0's are in the checkpoint, the others beside it
-        own = resume["rng"] if info.is_main else load_rank_rng(out_dir, info.rank)
-        if own is not None:
-            set_rng_state(own)
-        else:
-            set_rng_state(resume["rng"])
-            torch.manual_seed(torch.initial_seed() + info.rank)  # a new rank: its own stream, not rank 0's
+        _restore_rng(resume, out_dir, info)
         if info.is_main:
             history = _truncate_log(log_path, step)
 
@@ -212,16 +285,8 @@ def fit(
             if path.name == "checkpoint.pt":
                 save_rank_rng(out_dir, info.rank)
             return
-        payload = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "step": step,
-            "epoch": step // steps_per_epoch,
-            "best_epe": best_epe,
-            "rng": rng_state(),
-        }
+        payload = {"model": model.state_dict(), **opt.state(), "step": step, "epoch": step // steps_per_epoch,
+                   "best_epe": best_epe, "rng": rng_state()}
         payload.update(extra_state() if extra_state else {})
         save_checkpoint(path, payload)
 
@@ -232,47 +297,20 @@ def fit(
                 f.write(json.dumps(entry) + "\n")
 
     last_val: dict[str, Any] | None = None
-    sampler = train_loader.sampler
     with _interrupt_flag() as interrupted, progress_bar(out_dir.name, total_steps, enabled=info.is_main and show_progress) as advance:
         advance(step)
         t0 = time.perf_counter()
         while step < total_steps:
-            epoch, done_in_epoch = divmod(step, steps_per_epoch)
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
-            if hasattr(train_loader.dataset, "set_epoch"):
-                train_loader.dataset.set_epoch(epoch)
-            if done_in_epoch and hasattr(sampler, "skip_next"):
-                sampler.skip_next(done_in_epoch * train_loader.batch_size)
+            epoch = _start_epoch(train_loader, step, steps_per_epoch)
             net.train()
             for batch in train_loader:
                 if on_step is not None:
                     on_step(model, step)
-                imgl, imgr = batch["imgl"].to(device, non_blocking=True), batch["imgr"].to(device, non_blocking=True)
-                if settings.channels_last:
-                    imgl = imgl.contiguous(memory_format=torch.channels_last)
-                    imgr = imgr.contiguous(memory_format=torch.channels_last)
-                gt = batch["disp"].to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    outputs = net(imgl, imgr)
-                loss = multiscale_loss([o.float() for o in outputs], gt, maxdisp, loss_weights)
-                if broadcast_flag(not bool(torch.isfinite(loss)), device):
-                    raise TrainingDiverged(
-                        f"{out_dir}: the loss became {loss.item()} at step {step + 1}; stopped, the last good "
-                        "checkpoint is kept. Lower the learning rate or check the data, then --resume."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if settings.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                loss = _train_step(net, model, batch, opt, settings, device, maxdisp, loss_weights, step, out_dir)
                 step += 1
-                advance(1, status=f"loss {loss.item():.3f}")
+                advance(1, status=f"loss {loss:.3f}")
                 if step % settings.log_every_steps == 0 or step == total_steps:
-                    log({"step": step, "epoch": epoch, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
+                    log({"step": step, "epoch": epoch, "loss": loss, "lr": opt.optimizer.param_groups[0]["lr"],
                          "elapsed_s": round(time.perf_counter() - t0, 3)})
                 if step % settings.checkpoint_every_steps == 0:
                     save(out_dir / "checkpoint.pt")
@@ -283,11 +321,9 @@ def fit(
                     )
                 if step >= total_steps:
                     break
-            epoch_done = step % steps_per_epoch == 0 or step >= total_steps
             finished_epochs = math.ceil(step / steps_per_epoch)
-            if val_loader is not None and epoch_done and (
-                finished_epochs % settings.val_every_epochs == 0 or step >= total_steps
-            ):
+            epoch_done = step % steps_per_epoch == 0 or step >= total_steps
+            if val_loader is not None and epoch_done and (finished_epochs % settings.val_every_epochs == 0 or step >= total_steps):
                 sync_buffers(model)
                 last_val = evaluate(model, val_loader, maxdisp, device, show_progress=False)
                 log({"step": step, "epoch": finished_epochs - 1, "val": last_val, "elapsed_s": round(time.perf_counter() - t0, 3)})
@@ -299,13 +335,7 @@ def fit(
     sync_buffers(model)
     if info.is_main and (val_loader is None or not (out_dir / "best.pt").exists()):
         save(out_dir / "best.pt")
-    in_sync = True
-    if info.distributed:
-        import torch.distributed as dist
-
-        digests = [0.0] * info.world_size
-        dist.all_gather_object(digests, _weights_digest(model))
-        in_sync = all(d == digests[0] for d in digests)
+    in_sync = _ranks_in_sync(model, info)
     if info.is_main:
         plot_loss_curves(history, out_dir / "loss.png")
-    return FitResult(step, total_epochs, best_epe, last_val, history, in_sync)
+    return FitResult(step, math.ceil(total_steps / steps_per_epoch), best_epe, last_val, history, in_sync)
