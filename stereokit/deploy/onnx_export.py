@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from pathlib import Path
 
 import onnx
 import torch
@@ -110,8 +109,3 @@ def output_quantization(proto: onnx.ModelProto) -> tuple[str, float] | None:
             return g.qdq_dtype(node), float(scale.reshape(-1)[0]) if scale is not None else float("nan")
         name = node.input[0]
     return None
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}

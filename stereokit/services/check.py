@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
-import onnx
 from pydantic import BaseModel
 
 from stereokit.deploy.checker import CheckReport, check_model
+from stereokit.deploy.ir import islands_for, load_ir
 from stereokit.deploy.target import load_target
 from stereokit.errors import StereokitError
 
@@ -45,40 +44,6 @@ def resolve_onnx(path: Path) -> Path:
     return candidate
 
 
-REQUIRED_METADATA = ("source_stage", "maxdisp", "mean", "std", "rgb_input", "int16_modules", "float_modules")
-
-
-def ir_metadata(model: onnx.ModelProto, name: str) -> dict[str, str]:
-    """The IR's own metadata; a model without what stereokit writes into it is refused."""
-    meta = {p.key: p.value for p in model.metadata_props}
-    missing = [k for k in REQUIRED_METADATA if k not in meta]
-    if missing:
-        raise StereokitError(f"{name}: not a stereokit IR (its metadata lacks {', '.join(missing)}); make it with 'stereokit export'.")
-    return meta
-
-
-def islands_for(model: onnx.ModelProto, name: str) -> list[str]:
-    """The module paths the IR's own precision map keeps in float (their ops may fall back to the
-    CPU), so a copied .onnx checks and compiles the same as the one in its run."""
-    meta = ir_metadata(model, name)
-    lists = {}
-    for key in ("int16_modules", "float_modules"):
-        try:
-            lists[key] = json.loads(meta[key])
-        except (ValueError, TypeError):
-            lists[key] = None
-        if not isinstance(lists[key], list) or not all(isinstance(p, str) for p in lists[key]):
-            raise StereokitError(f"{name}: its {key} metadata is not a JSON list of module paths.")
-    return lists["float_modules"]
-
-
-def load_onnx(path: Path) -> onnx.ModelProto:
-    try:
-        return onnx.load(str(path))
-    except Exception:  # noqa: BLE001 - protobuf raises several types on damaged input
-        raise StereokitError(f"{path}: not a readable ONNX model.") from None
-
-
 def to_result(path: Path, report: CheckReport) -> CheckResult:
     macs = report.macs
     return CheckResult(
@@ -93,6 +58,6 @@ def to_result(path: Path, report: CheckReport) -> CheckResult:
 def run_check(path: Path, target: str = "bpu-sim") -> CheckResult:
     profile = load_target(target)
     model_path = resolve_onnx(path)
-    model = load_onnx(model_path)
+    model = load_ir(model_path)
     report = check_model(model, profile, islands_for(model, str(model_path)))
     return to_result(model_path, report)

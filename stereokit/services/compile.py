@@ -21,6 +21,7 @@ from stereokit.deploy.checker import check_model
 from stereokit.deploy.compiler import chains_left, confirm_check, lower_to_integer, op_counts
 from stereokit.deploy.graph import Graph
 from stereokit.deploy.hbm import FORMAT_VERSION, pack_hbm
+from stereokit.deploy.ir import ir_metadata, islands_for, load_ir, metadata
 from stereokit.deploy.onnx_export import export_onnx
 from stereokit.deploy.perf import estimate, measure_latency_ms, perf_html, rows_json, summary
 from stereokit.deploy.runtime import open_runtime_model
@@ -29,7 +30,6 @@ from stereokit.errors import StereokitError
 from stereokit.models.postprocess import DeployModel
 from stereokit.lineage import Lineage, check_rerun, clear_for_rerun, require_stage, stage_lock
 from stereokit.runs import StageRecord, artifact, atomic_write_bytes, atomic_write_text, finish_stage, run_config, stage_dir, write_stage_record
-from stereokit.services.check import ir_metadata, islands_for, load_onnx
 from stereokit.services.export import run_export
 from stereokit.services.stages import float_model, source_checkpoint
 
@@ -175,7 +175,7 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
     export_record = require_stage(run_dir, ir_stage)
     float_record = require_stage(run_dir, "float")  # the float model is timed beside the compiled one
     ir_path = stage_dir(run_dir, ir_stage) / "model.onnx"
-    ir = load_onnx(ir_path)
+    ir = load_ir(ir_path)
     islands = islands_for(ir, str(ir_path))
     meta = ir_metadata(ir, str(ir_path))
     report = check_model(ir, profile, islands)
@@ -223,7 +223,7 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
         "target": profile.name,
         "inputs": {name: [1, 3, h, w] for name in ("imgl", "imgr")},
         "output": {"disparity": [1, 1, h, w]},
-        "preprocessing": {p.key: p.value for p in ir.metadata_props},
+        "preprocessing": metadata(ir),
         "input_quantization": input_quantization(ir),
         "maxdisp": float(meta["maxdisp"]),
         "source_stage": meta["source_stage"],

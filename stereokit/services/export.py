@@ -11,6 +11,7 @@ from torch import nn
 
 from stereokit import __version__
 from stereokit.config import StereokitConfig, config_hash
+from stereokit.deploy.ir import metadata
 from stereokit.deploy.onnx_export import INPUTS, OUTPUT, export_onnx, output_quantization
 from stereokit.errors import StereokitError
 from stereokit.models.postprocess import DeployModel
@@ -96,7 +97,7 @@ def run_export(stage_path: Path, force: bool = False) -> ExportResult:
         record.details.update({
             "inputs": {name: [1, 3, cfg.deploy.input_height, cfg.deploy.input_width] for name in INPUTS},
             "output": {OUTPUT: [1, 1, cfg.deploy.input_height, cfg.deploy.input_width]},
-            "metadata": {p.key: p.value for p in proto.metadata_props},
+            "metadata": metadata(proto),
             "source_record_finished": record_in.finished,
             "output_dtype": out_dtype,
             "output_step_px": step,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from stereokit.config import DataConfig
 from stereokit.data.transforms import preprocess_image
 from stereokit.deploy.hbm import load_hbm
-from stereokit.deploy.onnx_export import read_metadata
+from stereokit.deploy.ir import read_metadata
 from stereokit.deploy.runtime import Runtime, open_compiled, open_onnx
 from stereokit.engine.evaluate import torch_predictor
 from stereokit.engine.checkpoint import load_model_weights
@@ -122,10 +122,7 @@ def open_predictor(model_path: Path | str | None = None, provider: str = "auto")
         norm = _normalisation(preprocessing if isinstance(preprocessing, dict) else {}, model_path)
         runtime = open_compiled(model_path, provider)
     elif model_path.suffix == ".onnx":
-        try:
-            meta = read_metadata(model_path)
-        except Exception:  # noqa: BLE001 - protobuf raises several types on damaged input
-            raise StereokitError(f"{model_path}: not a readable ONNX model.") from None
+        meta = read_metadata(model_path)
         norm = _normalisation(meta, model_path)
         runtime = open_onnx(model_path, meta.get("maxdisp"), provider)
     elif model_path.is_dir() and model_path.name in SOURCE and (model_path.parent / "config.yaml").is_file():
