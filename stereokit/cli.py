@@ -224,7 +224,7 @@ def train(
     Example: stereokit train --stage float --init shipped --config configs/finetune_kitti.yaml --run-dir runs/ft
     Example: stereokit train --stage adapt --init shipped --pairs my_pairs/ --run-dir runs/mycam
     """
-    from stereokit.services import train as train_service
+    from stereokit.engine.distributed import launch_torchrun, under_torchrun
 
     if stage not in ("float", "calibration", "qat", "adapt"):
         raise StereokitError(f"--stage: '{stage}' is not one of float, calibration, qat, adapt.")
@@ -246,14 +246,16 @@ def train(
     if stage == "calibration":
         _print_calibration(_calibrate(run_dir, force, quiet))
         return
-    if nproc_per_node > 1 and not train_service.under_torchrun():
-        raise typer.Exit(train_service.launch_torchrun(_without_option(sys.argv[1:], "--nproc-per-node"), nproc_per_node))
+    if nproc_per_node > 1 and not under_torchrun():
+        raise typer.Exit(launch_torchrun(_without_option(sys.argv[1:], "--nproc-per-node"), nproc_per_node))
     if stage == "qat":
         from stereokit.services.qat import run_qat
 
         result = run_qat(run_dir, resume=resume, force=force, show_progress=not quiet)
     else:
-        result = train_service.run_train_float(_config(config, set_), run_dir, resume=resume, force=force, show_progress=not quiet, init=init)
+        from stereokit.services.train import run_train_float
+
+        result = run_train_float(_config(config, set_), run_dir, resume=resume, force=force, show_progress=not quiet, init=init)
     _print_train(result, run_dir)
 
 
@@ -335,12 +337,12 @@ def qat(
 
     Example: stereokit qat --run-dir runs/sf
     """
-    from stereokit.services import train as train_service
+    from stereokit.engine.distributed import launch_torchrun, under_torchrun
     from stereokit.services.qat import run_qat
 
-    if nproc_per_node > 1 and not train_service.under_torchrun():
+    if nproc_per_node > 1 and not under_torchrun():
         flags = [f for f, on in (("--resume", resume), ("--force", force), ("--quiet", quiet)) if on]
-        raise typer.Exit(train_service.launch_torchrun(["qat", "--run-dir", str(run_dir), *flags], nproc_per_node))
+        raise typer.Exit(launch_torchrun(["qat", "--run-dir", str(run_dir), *flags], nproc_per_node))
     _print_train(run_qat(run_dir, resume=resume, force=force, show_progress=not quiet), run_dir)
 
 

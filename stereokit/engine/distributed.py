@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -108,3 +110,17 @@ def sync_buffers(module: torch.nn.Module) -> None:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         for buffer in module.buffers():
             dist.broadcast(buffer.data, src=0)
+
+
+def launch_torchrun(argv: list[str], nproc: int) -> int:
+    """Run this same command under torchrun's elastic agent with `nproc` processes on this node."""
+    if nproc < 1:
+        raise StereokitError(f"--nproc-per-node: {nproc} must be at least 1.")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "stereokit", *argv]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    return subprocess.call(cmd, env=env)
+
+
+def under_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ or "WORLD_SIZE" in os.environ

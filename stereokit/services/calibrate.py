@@ -20,7 +20,7 @@ from stereokit.quant.prepare import activation_scales, prepare_quant_model, quan
 from stereokit.lineage import require_stage, stage_lock
 from stereokit.runs import StageRecord, artifact, atomic_write_text, finish_stage, run_config, stage_dir, write_stage_record
 from stereokit.services.stages import float_model, float_source
-from stereokit.services.train import prepare_stage_dir
+from stereokit.services.fit_stage import prepare_stage_dir
 
 
 class CalibrateResult(BaseModel):

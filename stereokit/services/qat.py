@@ -14,7 +14,7 @@ from stereokit.quant.prepare import freeze_bn, set_observers
 from stereokit.lineage import require_stage
 from stereokit.runs import StageRecord, artifact, run_config, stage_dir
 from stereokit.services.stages import quant_model
-from stereokit.services.train import TrainResult, prepare_stage_dir, run_fit_stage, training_loaders
+from stereokit.services.fit_stage import TrainResult, prepare_stage_dir, run_fit_stage, training_loaders
 
 
 def qat_settings(cfg: StereokitConfig) -> LoopSettings:
