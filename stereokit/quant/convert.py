@@ -24,16 +24,29 @@ from torch.ao.quantization.quantization_mappings import get_default_static_quant
 from stereokit.models.blocks import Requantized
 from stereokit.quant.prepare import Island, QuantStereoNet, disparity_blocks, is_16bit
 
-# The quantizer of each simulated block's output (what the next, integer, block reads).
-_OUTPUT_QUANTIZER = {"soft_argmin": "regression.activation_post_process", "refine": "add.activation_post_process"}
+# The quantizer of the soft-argmin's output (what the first refinement level reads).
+_SOFT_ARGMIN_OUTPUT = "regression.activation_post_process"
+# A refinement level's children in the order its forward runs them, and whose outputs each reads
+# (RefineLevel.forward): the level's input (the coarser disparity) is read by the upsample.
+_REFINE_READS = {"upsample": (), "cat": ("upsample",), "conv_in": ("cat",), "blocks": ("conv_in",),
+                 "residual": ("blocks",), "add": ("upsample", "residual")}
+
+
+def _dequantized(x: object) -> object:
+    if isinstance(x, Tensor) and x.is_quantized:
+        return x.dequantize()
+    if isinstance(x, (list, tuple)):
+        return type(x)(_dequantized(v) for v in x)
+    return x
 
 
 class Simulated(nn.Module):
-    """A block run as its fake-quant simulation between integer blocks.
+    """A module run as its fake-quant simulation between integer modules.
 
     Quantized inputs are dequantized (exact: the values are grid points); an 8-bit output leaves as
     a quantized tensor with its quantizer's scale, a 16-bit one as float on the int16 grid (its
-    readers are simulated too, or the final DeQuantize, which passes float through).
+    readers are simulated too, or the final DeQuantize, which passes float through). The functional
+    ops (cat, add_relu) are simulated through the same methods.
     """
 
     def __init__(self, inner: nn.Module, output: FakeQuantize) -> None:
@@ -41,27 +54,50 @@ class Simulated(nn.Module):
         self.inner = inner
         self.out_qparams = None if is_16bit(output) else (float(output.scale.flatten()[0]), int(output.zero_point.flatten()[0]), output.dtype)
 
-    def forward(self, *args: Tensor) -> Tensor:
-        args = tuple(a.dequantize() if isinstance(a, Tensor) and a.is_quantized else a for a in args)
-        out = self.inner(*args)
+    def _leave(self, out: Tensor) -> Tensor:
         if self.out_qparams is None:
             return out
         scale, zero_point, dtype = self.out_qparams
         return torch.quantize_per_tensor(out, scale, zero_point, dtype)
+
+    def forward(self, *args: Tensor) -> Tensor:
+        return self._leave(self.inner(*_dequantized(args)))
+
+    def cat(self, xs: list[Tensor], dim: int = 0) -> Tensor:
+        return self._leave(self.inner.cat(_dequantized(xs), dim=dim))
+
+    def add_relu(self, x: Tensor, y: Tensor) -> Tensor:
+        return self._leave(self.inner.add_relu(*_dequantized((x, y))))
 
     @classmethod
     def from_observed(cls, observed: "Simulated") -> "Simulated":
         return observed
 
 
+def _output_quantizer(module: nn.Module) -> FakeQuantize:
+    """The last activation quantizer a module runs: its output's."""
+    return [m for n, m in module.named_modules() if n.endswith("activation_post_process") and isinstance(m, FakeQuantize)][-1]
+
+
 def simulate_int16_blocks(model: QuantStereoNet) -> None:
-    """Wrap every 16-bit block of `model` (in place) so conversion leaves it alone."""
+    """Wrap (in place) what torch cannot run in integer so that conversion leaves it alone: the
+    soft-argmin whole, and in each refinement level the children that hold a 16-bit activation or
+    read one. The rest of a level (its residual blocks, in the reference's map) becomes integer."""
     net = model.model
     for name in disparity_blocks(_precision_names(net)):
-        inner = net.get_submodule(name)
-        output = inner.get_submodule(_OUTPUT_QUANTIZER[name.split(".")[1]])
-        parent_name, _, child = name.rpartition(".")
-        setattr(net.get_submodule(parent_name), child, Simulated(inner, output))
+        block = net.get_submodule(name)
+        if name.startswith("head.soft_argmin"):
+            net.head.soft_argmin = Simulated(block, block.get_submodule(_SOFT_ARGMIN_OUTPUT))
+            continue
+        wide: set[str] = set()  # children whose output is 16-bit
+        for child, reads in _REFINE_READS.items():
+            module = block.get_submodule(child)
+            holds_16bit = any(is_16bit(m) for m in module.modules())
+            if holds_16bit or any(r in wide for r in reads) or not reads:
+                output = _output_quantizer(module)
+                if is_16bit(output):
+                    wide.add(child)
+                setattr(block, child, Simulated(module, output))
 
 
 def _precision_names(net: nn.Module) -> list[str]:

@@ -18,9 +18,8 @@ from stereokit.config import StereokitConfig
 from stereokit.deploy.graph import Graph
 from stereokit.errors import StereokitError
 from stereokit.models.postprocess import DeployModel
-from stereokit.quant.convert import Simulated
+from stereokit.quant.convert import RuntimeAddFunctional, Simulated, to_int_model
 from stereokit.models import build_stereonet
-from stereokit.quant.convert import to_int_model
 from stereokit.deploy.onnx_export import export_onnx
 from stereokit.quant.fold import export_copy
 from stereokit.quant.observers import PercentileObserver
@@ -58,9 +57,13 @@ def test_every_conv_has_int8_weights_and_quantized_input_and_output(small_cfg: S
     int_model = to_int_model(model)
     float_convs = [n for n, m in int_model.named_modules() if type(m) in (nn.Conv2d, nn.Conv3d)]
     assert float_convs == []
-    # torch has no int16 kernels: the 16-bit blocks stay their fake-quant simulation, the rest is integer
-    assert {type(int_model.model.head.soft_argmin), type(int_model.model.head.refine[0])} == {Simulated}
-    assert isinstance(int_model.model.head.refine[0].inner.blocks[0].conv1[0], nniqat.ConvBnReLU2d)
+    # torch has no int16 kernels: the soft-argmin and the refinement's 16-bit ends (and the conv that
+    # reads the 16-bit concatenation) stay their fake-quant simulation; the refinement's residual blocks are integer
+    level = int_model.model.head.refine[0]
+    assert type(int_model.model.head.soft_argmin) is Simulated
+    assert {name for name, child in level.named_children() if type(child) is Simulated} == {"upsample", "cat", "conv_in", "residual", "add"}
+    assert isinstance(level.blocks[0].conv1[0], torch.ao.nn.intrinsic.quantized.ConvReLU2d)
+    assert type(level.blocks[0].add) is RuntimeAddFunctional
     assert isinstance(int_model.model.head.aggregation.out, torch.ao.nn.quantized.Conv3d)
 
 
