@@ -18,6 +18,7 @@ from stereokit.errors import DataError
 from stereokit.data.lmdb_pack import open_packed, read_packed_sample
 from stereokit.data.sceneflow import Sample, load_sample, read_split
 from stereokit.data.transforms import Pipeline, build_transform
+from stereokit.data.validity import valid_mask
 
 
 class _Seeded:
@@ -99,7 +100,7 @@ def collate_stereo(batch: list[dict[str, Any]], maxdisp: int) -> dict[str, torch
         "imgl": torch.stack([b["imgl"] for b in batch]),
         "imgr": torch.stack([b["imgr"] for b in batch]),
         "disp": disp,
-        "mask": torch.isfinite(disp) & (disp > 0) & (disp < maxdisp),
+        "mask": valid_mask(disp, maxdisp),
         "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
     }
 

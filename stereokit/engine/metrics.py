@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from stereokit.models.loss import valid_mask
+from stereokit.data.validity import valid_mask
 
 
 def per_image_errors(pred: Tensor, gt: Tensor, maxdisp: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -9,6 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from stereokit.data.validity import valid_mask
 from stereokit.runs import atomic_write_bytes
 
 
@@ -70,10 +71,10 @@ def colorize(values: np.ndarray, vmax: float, cmap: int = cv2.COLORMAP_TURBO) ->
 
 def disparity_panel(left_bgr: np.ndarray, gt: np.ndarray | None, pred: np.ndarray, maxdisp: float) -> np.ndarray:
     """left | ground truth | prediction | error (0..5 px, invalid black), side by side."""
-    vmax = float(np.nanmax(gt[(gt > 0) & (gt < maxdisp)])) if gt is not None and ((gt > 0) & (gt < maxdisp)).any() else float(pred.max())
+    valid = valid_mask(gt, maxdisp) if gt is not None else None
+    vmax = float(gt[valid].max()) if valid is not None and valid.any() else float(pred.max())
     panels = [left_bgr]
     if gt is not None:
-        valid = (gt > 0) & (gt < maxdisp)
         panels.append(colorize(np.where(valid, gt, np.nan), vmax))
     panels.append(colorize(pred, vmax))
     if gt is not None:

@@ -1,6 +1,7 @@
 """StereoNet: the model, its loss and its post-process."""
 
-from stereokit.models.loss import multiscale_loss, valid_mask
+from stereokit.data.validity import valid_mask
+from stereokit.models.loss import multiscale_loss
 from stereokit.models.postprocess import DeployModel, pad_to_multiple, postprocess, predict
 from stereokit.models.stereonet import StereoNet, build_stereonet
 

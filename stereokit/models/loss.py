@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-
-def valid_mask(gt: Tensor, maxdisp: int) -> Tensor:
-    """The pixels the recipe scores: 0 < gt < maxdisp (and finite)."""
-    return torch.isfinite(gt) & (gt > 0) & (gt < maxdisp)
+from stereokit.data.validity import valid_mask
 
 
 def multiscale_loss(outputs: list[Tensor], gt: Tensor, maxdisp: int, weights: list[float]) -> Tensor:

@@ -31,6 +31,7 @@ from stereokit.runs import atomic_write_text, read_stage_record, run_config
 from stereokit.weights import load_shipped
 from stereokit.data.pairs import read_pair
 from stereokit.data.real_pairs import motorcycle
+from stereokit.data.validity import valid_mask
 from stereokit.deploy.perf import median_ms
 from stereokit.engine.metrics import BenchmarkMetrics
 from stereokit.engine.plots import colorize, write_png
@@ -132,12 +133,12 @@ def demo_config(out: Path, num_train: int, schedule: Schedule, device: str, netw
 def constant_baseline(cfg: StereokitConfig) -> float:
     """EPE on the test split of predicting the training split's median disparity everywhere."""
     train, test = SceneFlowLMDB(cfg.data.train_lmdb), SceneFlowLMDB(cfg.data.test_lmdb)
-    values = np.concatenate([d[(d > 0) & (d < cfg.model.maxdisp)] for d in (train.raw(i)["disp"] for i in range(len(train)))])
+    values = np.concatenate([d[valid_mask(d, cfg.model.maxdisp)] for d in (train.raw(i)["disp"] for i in range(len(train)))])
     constant = float(np.median(values))
     errors = []
     for i in range(len(test)):
         d = test.raw(i)["disp"]
-        valid = (d > 0) & (d < cfg.model.maxdisp)
+        valid = valid_mask(d, cfg.model.maxdisp)
         if valid.any():
             errors.append(float(np.abs(d[valid] - constant).mean()))
     return float(np.mean(errors))

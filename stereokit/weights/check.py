@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from stereokit.data.synth import SceneOptions, render_scene
+from stereokit.data.validity import valid_mask
 from stereokit.engine.metrics import BenchmarkMetrics
 
 # the shipped model's scene options (configs/shipped.yaml's synth line), on fresh seeds
@@ -21,6 +22,6 @@ def check_set_epe(predict: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> di
     metrics = BenchmarkMetrics()
     for i in range(CHECK_PAIRS):
         scene = render_scene(np.random.default_rng([CHECK_SEED, i]), *CHECK_SIZE, CHECK_MAXDISP, SHIPPED_SCENES)
-        metrics.update(predict(scene.left, scene.right), scene.disp, (scene.disp > 0) & (scene.disp < CHECK_MAXDISP))
+        metrics.update(predict(scene.left, scene.right), scene.disp, valid_mask(scene.disp, CHECK_MAXDISP))
     summary = metrics.summary()
     return {k: float(summary[k]) for k in ("epe", "bad2", "bad3")}
