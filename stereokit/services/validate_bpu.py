@@ -13,10 +13,9 @@ from pydantic import BaseModel
 
 from stereokit.data.dataset import build_dataloader
 from stereokit.deploy.runtime import open_compiled
-from stereokit.engine.evaluate import torch_predictor
+from stereokit.engine.evaluate import evaluate_predictor, torch_predictor
 from stereokit.engine.metrics import StereoMetrics
 from stereokit.errors import StereokitError
-from stereokit.progress import progress_bar
 from stereokit.deploy.hbm import load_hbm
 from stereokit.lineage import require_stage
 from stereokit.runs import atomic_write_text, run_config, sha256_file, stage_dir
@@ -79,23 +78,24 @@ def run_validate(path: Path, show_progress: bool = True, provider: str = "auto")
     int_model = load_stage_model(cfg, ref_stage, checkpoint)
     reference = torch_predictor(int_model, cfg.model.maxdisp)
     loader = build_dataloader(cfg, "test", train=False, batch_size=1)
-    compiled_metrics, reference_metrics = StereoMetrics(cfg.model.maxdisp), StereoMetrics(cfg.model.maxdisp)
+    reference_metrics = StereoMetrics(cfg.model.maxdisp)
     diffs: list[np.ndarray] = []
-    with torch.no_grad(), progress_bar("validate-bpu", len(loader), enabled=show_progress) as advance:
-        for batch in loader:
-            h, w = batch["imgl"].shape[-2:]
-            left = pad_to(batch["imgl"], runtime.height, runtime.width, str(path))
-            right = pad_to(batch["imgr"], runtime.height, runtime.width, str(path))
-            out = torch.from_numpy(runtime(left.numpy(), right.numpy()))[..., :h, :w]
-            ref = reference(batch["imgl"], batch["imgr"])
-            compiled_metrics.update(out, batch["disp"], batch["index"])
-            reference_metrics.update(ref, batch["disp"], batch["index"])
-            diffs.append((out - ref).abs().flatten().numpy())
-            advance()
+
+    def compiled(imgl: torch.Tensor, imgr: torch.Tensor) -> torch.Tensor:
+        h, w = imgl.shape[-2:]
+        left, right = pad_to(imgl, runtime.height, runtime.width, str(path)), pad_to(imgr, runtime.height, runtime.width, str(path))
+        return torch.from_numpy(runtime(left.numpy(), right.numpy()))[..., :h, :w]
+
+    def against_reference(batch: dict[str, torch.Tensor], out: torch.Tensor) -> None:
+        ref = reference(batch["imgl"], batch["imgr"])
+        reference_metrics.update(ref, batch["disp"], batch["index"])
+        diffs.append((out - ref).abs().flatten().numpy())
+
+    summary = evaluate_predictor(compiled, loader, cfg.model.maxdisp, torch.device("cpu"), show_progress,
+                                 on_batch=against_reference, description="validate-bpu")
     if not diffs:
         raise StereokitError(f"{cfg.data.test_lmdb}: the test split is empty.")
     diff = np.concatenate(diffs)
-    summary = compiled_metrics.summary()
     mean, frac = float(diff.mean()), float((diff > 0.5).mean())
     ref_epe = reference_metrics.summary()["epe"]
     if runtime.exact_rounding:
