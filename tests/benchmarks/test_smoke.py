@@ -64,3 +64,14 @@ def test_probe_openvino_names_each_quantized_tensor(deployed: Path, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| neck/") or line.startswith("| head/")]
     assert len(rows) > 20 and "final disparity: mean |diff|" in proc.stdout
+
+
+@pytest.mark.slow
+def test_probe_int_infer_compares_each_quantized_tensor(deployed: Path, tmp_path: Path) -> None:  # noqa: F811
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "probe_int_infer.py"), str(deployed)], capture_output=True,
+                          text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("model.")]
+    assert len(rows) > 20 and any(r[0].startswith("model.neck.") for r in rows) and any(r[0].startswith("model.head.refine.") for r in rows)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("disparity over") and float(last.split("mean |diff| ")[1].split(" px")[0]) < 0.1
