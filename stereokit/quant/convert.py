@@ -4,10 +4,13 @@ BN is folded into the convs, weights become int8, convs accumulate in int32 and 
 next layer's scale: the same scales and zero points the fake-quant model learned. Runs on CPU only
 (PyTorch has no quantized CUDA kernels for these ops).
 
-torch has no int16 kernels: each disparity-path block that holds a 16-bit activation (see
-`disparity_blocks`) stays its fake-quant self, a simulation on the quantization grid (every activation
-an int16 or int8 grid value, float32 accumulation, round-half-to-even), which is also how ONNX
-Runtime runs the IR's int16 DQ -> op -> Q groups.
+torch has no int16 kernels: what holds or reads a 16-bit activation (the soft-argmin; a refinement
+level's upsample, concatenation, first conv, residual conv and add) stays its fake-quant self, a
+simulation on the quantization grid (every activation an int16 or int8 grid value, float32
+accumulation, round-half-to-even), which is also how ONNX Runtime runs the IR's int16 DQ -> op -> Q
+groups. Residual adds and average pools round as ONNX Runtime's integer kernels do
+(`integer_adds_and_pools`), so that the compiled model and this one agree to the bit where both are
+integer.
 """
 
 from __future__ import annotations
@@ -160,10 +163,11 @@ def integer_adds_and_pools(model: nn.Module) -> nn.Module:
 
     torch requantizes both as (value / scale) rounded, then plus the zero point; ONNX Runtime's x86
     QLinearAdd folds the zero points into one float32 constant and uses fused multiply-adds, and its
-    QLinearAveragePool adds the zero point before rounding. The two disagree on near-ties: on the demo 1 add output in 10^4 and 2.5% of the
-    half-resolution image pyramid (whose averages of four grid values are often exact ties), flips that
-    the network spreads into 9.5% of the cost aggregation's values. With this the neck and the cost
-    volume agree with the compiled model to the bit (docs/deployment.md).
+    QLinearAveragePool adds the zero point before rounding. The two disagree on near-ties: on the demo
+    1 add output in 10^4 and 2.5% of the half-resolution image pyramid (whose averages of four grid
+    values are often exact ties), flips that the network spreads into 9.5% of the cost aggregation's
+    values. With this the neck and the cost volume agree with the compiled model to the bit
+    (docs/performance.md, "Agreement").
     """
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
