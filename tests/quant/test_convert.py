@@ -6,6 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+import torch.ao.nn.quantized as nnq
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
@@ -27,6 +28,12 @@ def _quantized(rng: np.random.Generator, shape: tuple[int, ...], scale: float, z
     return torch._make_per_tensor_quantized_tensor(values, scale, zero_point)
 
 
+def _runtime_add(scale: float, zero_point: int) -> RuntimeAddFunctional:
+    plain = nnq.QFunctional()
+    plain.scale, plain.zero_point = scale, zero_point
+    return RuntimeAddFunctional.from_qfunctional(plain)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_add_relu_matches_onnx_runtimes_qlinearadd_to_the_bit(seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -34,7 +41,7 @@ def test_add_relu_matches_onnx_runtimes_qlinearadd_to_the_bit(seed: int) -> None
     # scale ratios near 1 and odd zero points, as the network's residual adds have them: many near-ties
     (sa, za), (sb, zb), (sc, zc) = (0.03 * rng.uniform(0.9, 1.6), int(rng.integers(100, 140))), (0.03, int(rng.integers(100, 140))), (0.03, 0)
     x, y = _quantized(rng, shape, sa, za), _quantized(rng, shape, sb, zb)
-    add = nnq_functional(sc, zc)
+    add = _runtime_add(sc, zc)
     ours = add.add_relu(x, y)
     session = _qdq_session([helper.make_node("DequantizeLinear", ["a", "a_s", "a_z"], ["fa"]),
                             helper.make_node("DequantizeLinear", ["b", "b_s", "b_z"], ["fb"]),
@@ -44,14 +51,6 @@ def test_add_relu_matches_onnx_runtimes_qlinearadd_to_the_bit(seed: int) -> None
     theirs = session.run(None, {"a": x.int_repr().numpy(), "b": y.int_repr().numpy()})[0]
     assert ours.q_scale() == pytest.approx(sc) and ours.q_zero_point() == zc
     np.testing.assert_array_equal(ours.int_repr().numpy(), theirs)
-
-
-def nnq_functional(scale: float, zero_point: int) -> RuntimeAddFunctional:
-    import torch.ao.nn.quantized as nnq
-
-    plain = nnq.QFunctional()
-    plain.scale, plain.zero_point = scale, zero_point
-    return RuntimeAddFunctional.from_qfunctional(plain)
 
 
 @pytest.mark.parametrize("same_scale", [True, False])
