@@ -5,8 +5,10 @@ against OpenCV's filled SGBM on Middlebury's Motorcycle, at scikit-image's size 
     python benchmarks/bench_real.py --run runs/shipped        # and that run's calibration, qat, compiled
     python benchmarks/bench_real.py --model runs/demo/compile/model.hbm --pictures docs/images
 
-EPE, bad-2 and bad-3 over every pixel with ground truth (per image; one image per row). Pictures:
-left | ground truth | SGBM | stereokit | stereokit's error (0-5 px).
+EPE, bad-2 and bad-3 over every pixel with ground truth (per image; one image per row). The models run
+as infer runs them (--scale auto: stereokit/engine/input_scale.py), and the float model once more at
+the pair's own size; SGBM at the pair's own size and at the float model's auto scale (the better of
+the two is the bar). Pictures: left | ground truth | SGBM | stereokit | stereokit's error (0-5 px).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import cv2
 import numpy as np
 
 from stereokit.data.real_pairs import motorcycle, sgbm_filled
+from stereokit.engine.input_scale import choose_scale, disparity_back, parse_scale, resize_view, scaled_size
 from stereokit.engine.metrics import BenchmarkMetrics
 from stereokit.engine.plots import colorize, write_png
 from stereokit.services.predictors import PairPredictor, open_predictor, stage_predictor
@@ -35,14 +38,24 @@ def score(pred: np.ndarray, pair: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def predictors(args: argparse.Namespace) -> dict[str, PairPredictor]:
-    out = {"stereokit float": open_predictor(args.model)}
+    out = {"stereokit float": open_predictor(args.model, scale=args.scale)}
+    if args.scale != 1.0:
+        out["stereokit float, the pair's own size"] = open_predictor(args.model, scale=1.0)
     if args.run is not None:
         for stage in ("calibration", "qat"):
             if (args.run / stage / "stage.json").is_file():
-                out[f"stereokit {stage} int8"] = stage_predictor(args.run, stage)
+                out[f"stereokit {stage} int8"] = stage_predictor(args.run, stage, args.scale)
         if (args.run / "compile" / "model.hbm").is_file():
-            out["stereokit compiled int8"] = open_predictor(args.run / "compile" / "model.hbm", "cpu")
+            out["stereokit compiled int8"] = open_predictor(args.run / "compile" / "model.hbm", "cpu", args.scale)
     return out
+
+
+def sgbm_at(pair: dict[str, np.ndarray], u: float) -> np.ndarray:
+    """Filled SGBM on the pair resized by u, its disparity brought back to the pair's size."""
+    h, w = pair["disp"].shape
+    size = scaled_size(h, w, u)
+    top = float(pair["disp"][pair["valid"]].max()) * u
+    return disparity_back(sgbm_filled(resize_view(pair["left"], size), resize_view(pair["right"], size), top), (h, w))
 
 
 def picture(pair: dict[str, np.ndarray], sgbm: np.ndarray, ours: np.ndarray) -> np.ndarray:
@@ -59,6 +72,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="half,full")
     parser.add_argument("--pictures", type=Path, default=None, help="write one picture per size here")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
+    parser.add_argument("--scale", type=parse_scale, default=None, help="auto (default) or a factor, as infer's --scale")
     args = parser.parse_args()
     models = predictors(args)
     rows: dict[str, dict[str, dict[str, float]]] = {}
@@ -71,9 +85,12 @@ def main() -> None:
         float_pred = None
         for name, predictor in models.items():
             t = time.perf_counter()
-            pred, _ = predictor(pair["left"], pair["right"])
-            rows.setdefault(name, {})[size] = {**score(pred, pair), "ms": 1000 * (time.perf_counter() - t)}
+            pred, handling = predictor(pair["left"], pair["right"])
+            rows.setdefault(name, {})[size] = {**score(pred, pair), "ms": 1000 * (time.perf_counter() - t), "handling": handling}
             float_pred = pred if float_pred is None else float_pred
+        u = args.scale or choose_scale(models["stereokit float"].run(pair["left"], pair["right"])[0], models["stereokit float"].maxdisp)
+        if u != 1.0:
+            rows.setdefault("OpenCV SGBM, filled, at the float model's scale", {})[size] = {**score(sgbm_at(pair, u), pair), "scale": u}
         if args.pictures is not None and float_pred is not None:
             args.pictures.mkdir(parents=True, exist_ok=True)
             write_png(args.pictures / f"bench_real_motorcycle_{size}.png", picture(pair, sgbm, float_pred))

@@ -421,6 +421,7 @@ def eval_(
     model: Optional[str] = typer.Option(None, "--model", help="With --dataset: a shipped model, a weights .pt, a .hbm, an .onnx or a stage directory (instead of --stage/--run-dir; default the shipped model when the run has no such stage)."),
     save_path: Optional[Path] = typer.Option(None, "--save-path", help="With --dataset: where pictures and eval.json go (default RUN/<stage>/eval_<dataset>, or eval_<dataset>)."),
     provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider for a .hbm/.onnx --model."),
+    scale: str = typer.Option("auto", "--scale", help="With --dataset: auto: run each pair at the scale the model is accurate at (small disparities upscaled, ones past its range downscaled); 1: at its own size; or a factor."),
     as_json: bool = typer.Option(False, "--json", help='Print {"epe", "bad1", "bad3", "pixels"} (with --all: one per stage; with --dataset also bad2, d1_all, pooled and nonocc).'),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -437,10 +438,10 @@ def eval_(
 
     show = not (quiet or as_json)
     if dataset is not None:
-        _eval_benchmark(dataset, data_dir, model, stage, run_dir, save_path, provider, as_json, show)
+        _eval_benchmark(dataset, data_dir, model, stage, run_dir, save_path, provider, _scale(scale), as_json, show)
         return
-    if data_dir is not None or model is not None:
-        raise StereokitError("--data-dir and --model go with --dataset (a real benchmark); without it eval reads the run's test split.")
+    if data_dir is not None or model is not None or scale != "auto":
+        raise StereokitError("--data-dir, --model and --scale go with --dataset (a real benchmark); without it eval reads the run's test split.")
     results = run_eval_all(run_dir, show) if all_stages else {stage: run_eval(run_dir, stage, checkpoint, show)}
     rows = {name: eval_json(r) for name, r in results.items()}
     if as_json:
@@ -452,8 +453,17 @@ def eval_(
         console.print(f"{name}: pictures and eval.json in {r.out_dir}")
 
 
+def _scale(text: str) -> Optional[float]:
+    from stereokit.engine.input_scale import parse_scale
+
+    try:
+        return parse_scale(text)
+    except ValueError as e:
+        raise StereokitError(f"{e}.") from None
+
+
 def _eval_benchmark(dataset: str, data_dir: Optional[Path], model: Optional[str], stage: str, run_dir: Path,
-                    save_path: Optional[Path], provider: str, as_json: bool, show: bool) -> None:
+                    save_path: Optional[Path], provider: str, scale: Optional[float], as_json: bool, show: bool) -> None:
     from stereokit.data.benchmark import BENCHMARKS
     from stereokit.services.eval import benchmark_json, run_eval_benchmark
     from stereokit.services.predictors import open_predictor, stage_predictor
@@ -464,10 +474,10 @@ def _eval_benchmark(dataset: str, data_dir: Optional[Path], model: Optional[str]
         raise StereokitError(f"--dataset {dataset} needs --data-dir, the folder the benchmark unpacks to.")
     default_run = run_dir == Path("runs/stereonet") and not (run_dir / stage / "stage.json").is_file()
     if model is not None or default_run:
-        predictor = open_predictor(model, provider)  # None (and no run named): the shipped model
+        predictor = open_predictor(model, provider, scale)  # None (and no run named): the shipped model
         out = save_path or Path(f"eval_{dataset}")
     else:
-        predictor = stage_predictor(run_dir, stage)
+        predictor = stage_predictor(run_dir, stage, scale)
         out = save_path or run_dir / stage / f"eval_{dataset}"
     r = run_eval_benchmark(dataset, data_dir, predictor, out, show)
     if as_json:
@@ -658,12 +668,14 @@ def infer(
     provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider: auto (TensorRT/CUDA where a GPU is visible, else CPU), cpu, cuda or tensorrt."),
     rig: Optional[Path] = typer.Option(None, "--rig", help="A rig file: the pair is raw, rectify it first and take f and the baseline from the rig."),
     max_depth: Optional[float] = typer.Option(None, "--max-depth", help="Leave points farther than this (in the baseline's unit) out of depth_mm.png and cloud.ply."),
+    scale: str = typer.Option("auto", "--scale", help="auto: run the pair at the scale the model is accurate at (small disparities upscaled, ones past its range downscaled); 1: at its own size; or a factor."),
 ) -> None:
     """Disparity (PFM, 16-bit PNG x256, colour) and, with f and a baseline, depth (PFM, uint16 mm PNG) and a point cloud (PLY).
 
     Example: stereokit infer --imgl l.png --imgr r.png   (the shipped model)
     Example: stereokit infer --model runs/sf/compile/model.hbm --imgl l.png --imgr r.png --baseline 0.54 --f 1050 --save-path out
     Example: stereokit infer --model runs/sf/compile/model.hbm --rig rig.yaml --imgl raw_l.png --imgr raw_r.png --max-depth 10
+    Example: stereokit infer --imgl l.png --imgr r.png --scale 1   (at the pair's own size, one pass)
     """
     from stereokit.services.infer import parse_model_inputs, run_infer
 
@@ -674,7 +686,7 @@ def infer(
     focal = focal if focal is not None else (float(extra["f"]) if "f" in extra else None)
     if imgl is None or imgr is None:
         raise StereokitError("--imgl and --imgr are required (or imgl/imgr in --model-inputs).")
-    r = run_infer(model, imgl, imgr, save_path, baseline, focal, provider, rig, max_depth)
+    r = run_infer(model, imgl, imgr, save_path, baseline, focal, provider, rig, max_depth, _scale(scale))
     if as_json:
         _echo_json(r.model_dump())
         return

@@ -17,6 +17,7 @@ from stereokit.data.transforms import preprocess_image
 from stereokit.deploy.hbm import load_hbm
 from stereokit.deploy.ir import read_metadata
 from stereokit.deploy.runtime import Runtime, open_compiled, open_onnx
+from stereokit.engine.input_scale import choose_scale, disparity_back, reach, resize_view, scaled_size
 from stereokit.engine.evaluate import torch_predictor
 from stereokit.engine.checkpoint import load_model_weights
 from stereokit.errors import StereokitError
@@ -31,15 +32,34 @@ DEFAULT_SHIPPED = "shipped"
 
 @dataclass
 class PairPredictor:
-    """BGR uint8 pair of any size -> (disparity in pixels at that size, how the size was handled)."""
+    """BGR uint8 pair of any size -> (disparity in pixels at that size, how the size was handled).
+
+    `run` takes the pair at the size it is given; `scale` says at which size to give it: None runs
+    it where the model is accurate (stereokit/engine/input_scale.py), a number resizes by that factor.
+    `fit` is the input size (h, w) of a fixed-shape model, past which upscaling gains nothing."""
 
     name: str
     maxdisp: float
     ran_on: str
     run: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, str]]
+    scale: float | None = None
+    fit: tuple[int, int] | None = None
 
     def __call__(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
-        return self.run(left_bgr, right_bgr)
+        if self.scale == 1.0:
+            return self.run(left_bgr, right_bgr)
+        h, w = left_bgr.shape[:2]
+        if self.scale is None:
+            first, how = self.run(left_bgr, right_bgr)
+            u = choose_scale(first, self.maxdisp, self.fit)
+            note = f"auto scale {u:.2f}: its disparities reach {reach(first):.0f} px of the model's {self.maxdisp:g}"
+            if u == 1.0:
+                return first, f"{how}; {note}"
+        else:
+            u, note = self.scale, f"--scale {self.scale:g}"
+        size = scaled_size(h, w, u)
+        disp, how = self.run(resize_view(left_bgr, size), resize_view(right_bgr, size))
+        return disparity_back(disp, (h, w)), f"resized {w}x{h} to {size[1]}x{size[0]} ({note}), then {how}"
 
 
 def _normalisation(meta: dict[str, str], name: Path) -> DataConfig:
@@ -75,7 +95,8 @@ def _fixed_shape_predict(runtime: Runtime, left: torch.Tensor, right: torch.Tens
     return disp, f"resized {w}x{h} to the model's {runtime.width}x{runtime.height}; disparity scaled by {scale:.4f}"
 
 
-def _torch_pair_predictor(name: str, model: torch.nn.Module, cfg_data: DataConfig, maxdisp: int, what: str) -> PairPredictor:
+def _torch_pair_predictor(name: str, model: torch.nn.Module, cfg_data: DataConfig, maxdisp: int, what: str,
+                          scale: float | None) -> PairPredictor:
     predict = torch_predictor(model, maxdisp)
 
     def run(left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
@@ -86,35 +107,36 @@ def _torch_pair_predictor(name: str, model: torch.nn.Module, cfg_data: DataConfi
         padded = f"padded {w}x{h} to {-(-w // 32) * 32}x{-(-h // 32) * 32} (a multiple of 32) and cropped back" if (h % 32 or w % 32) else f"{w}x{h}, a multiple of 32"
         return disp, f"{padded} ({what}, torch)"
 
-    return PairPredictor(name, float(maxdisp), "torch", run)
+    return PairPredictor(name, float(maxdisp), "torch", run, scale)
 
 
-def stage_predictor(run_dir: Path, stage: str) -> PairPredictor:
+def stage_predictor(run_dir: Path, stage: str, scale: float | None = None) -> PairPredictor:
     """A run's stage (float, calibration, qat, or int_infer: the integer model) in torch, its chain verified."""
     cfg = run_config(run_dir)
     checkpoint = stage_checkpoint(run_dir, stage)
     model = prepare_for_inference(load_stage_model(cfg, stage, checkpoint))
-    return _torch_pair_predictor(str(Path(run_dir) / stage), model, cfg.data, cfg.model.maxdisp, f"{stage} model")
+    return _torch_pair_predictor(str(Path(run_dir) / stage), model, cfg.data, cfg.model.maxdisp, f"{stage} model", scale)
 
 
-def weights_predictor(weights: Weights) -> PairPredictor:
+def weights_predictor(weights: Weights, scale: float | None = None) -> PairPredictor:
     """A weights file (a shipped model) as a float torch model."""
     model = build_stereonet(weights.model)
     load_model_weights(model, weights.state_dict, weights.path)
     return _torch_pair_predictor(weights.name, prepare_for_inference(model), weights.data, weights.model.maxdisp,
-                                 f"{weights.name} weights, float")
+                                 f"{weights.name} weights, float", scale)
 
 
-def open_predictor(model_path: Path | str | None = None, provider: str = "auto") -> PairPredictor:
+def open_predictor(model_path: Path | str | None = None, provider: str = "auto", scale: float | None = None) -> PairPredictor:
     """The model behind --model, loaded once: a shipped model's name (None: the default shipped model),
-    a weights .pt, a .hbm, an .onnx or a stage directory; one sentence when it is none of these."""
+    a weights .pt, a .hbm, an .onnx or a stage directory; one sentence when it is none of these.
+    `scale`: None runs each pair at the scale the model is accurate at, a number at that factor."""
     if model_path is None:
-        return weights_predictor(load_shipped(DEFAULT_SHIPPED))
+        return weights_predictor(load_shipped(DEFAULT_SHIPPED), scale)
     if str(model_path) in shipped_names() and not Path(model_path).exists():
-        return weights_predictor(load_shipped(str(model_path)))
+        return weights_predictor(load_shipped(str(model_path)), scale)
     model_path = Path(model_path)
     if model_path.suffix == ".pt" or not model_path.exists() and not model_path.suffix:
-        return weights_predictor(resolve_weights(model_path))
+        return weights_predictor(resolve_weights(model_path), scale)
     if model_path.suffix in (".hbm", ".onnx") and not model_path.is_file():
         raise StereokitError(f"{model_path}: model not found" + (" (it is a directory)." if model_path.is_dir() else "."))
     if model_path.suffix == ".hbm":
@@ -126,11 +148,11 @@ def open_predictor(model_path: Path | str | None = None, provider: str = "auto")
         norm = _normalisation(meta, model_path)
         runtime = open_onnx(model_path, meta.get("maxdisp"), provider)
     elif model_path.is_dir() and model_path.name in SOURCE and (model_path.parent / "config.yaml").is_file():
-        return stage_predictor(model_path.parent, model_path.name)
+        return stage_predictor(model_path.parent, model_path.name, scale)
     else:
         raise StereokitError(f"{model_path}: not a shipped model name, a weights .pt, a .hbm, an .onnx, or a run's float/calibration/qat directory.")
 
     def run(left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
         return _fixed_shape_predict(runtime, preprocess_image(left_bgr, norm), preprocess_image(right_bgr, norm))
 
-    return PairPredictor(str(model_path), float(runtime.maxdisp), runtime.provider, run)
+    return PairPredictor(str(model_path), float(runtime.maxdisp), runtime.provider, run, scale, (runtime.height, runtime.width))

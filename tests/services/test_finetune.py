@@ -51,9 +51,10 @@ def test_fine_tuning_on_a_sparse_kitti_pack_lowers_its_d1(tmp_path: Path) -> Non
         "train.float.lr=3e-3", "train.float.warmup_epochs=0", "train.float.val_every_epochs=5"])
     torch.manual_seed(0)
     write_weights(tmp_path / "start.pt", build_stereonet(cfg.model).state_dict(), cfg, {"note": "untrained start"})
-    before = run_eval_benchmark("kitti2015", tmp_path / "kitti_test", open_predictor(tmp_path / "start.pt"), tmp_path / "e0", False)
+    # at the pairs' own size: auto scale reads the untrained model's first pass, which says nothing
+    before = run_eval_benchmark("kitti2015", tmp_path / "kitti_test", open_predictor(tmp_path / "start.pt", scale=1.0), tmp_path / "e0", False)
     run_train_float(cfg, tmp_path / "run", show_progress=False, init=str(tmp_path / "start.pt"))
-    after = run_eval_benchmark("kitti2015", tmp_path / "kitti_test", stage_predictor(tmp_path / "run", "float"), tmp_path / "e1", False)
+    after = run_eval_benchmark("kitti2015", tmp_path / "kitti_test", stage_predictor(tmp_path / "run", "float", 1.0), tmp_path / "e1", False)
     assert after.d1_all < 0.8 * before.d1_all, (before.d1_all, after.d1_all)
     assert after.nonocc is not None and after.pooled["d1_all"] <= 1.0
     assert len(after.pictures) == 3 and json.loads((tmp_path / "e1" / "eval.json").read_text())["images"] == 3

@@ -24,7 +24,7 @@ def test_the_shipped_weights_match_their_hash_and_the_cards_figure() -> None:
     weights = load_shipped("shipped")
     assert weights.sha256 == entry["sha256"] == sha256_of(PACKAGE_DIR / entry["file"])
     assert weights.model == load_config(Path("configs/shipped.yaml")).model
-    predictor = open_predictor()  # no --model: the shipped one
+    predictor = open_predictor(scale=1.0)  # no --model: the shipped one; the check set at its own size
     assert predictor.name == "shipped" and predictor.maxdisp == weights.model.maxdisp
     figures = check_set_epe(lambda left, right: predictor(left, right)[0])
     assert figures["epe"] == pytest.approx(entry["check_set"]["epe"], rel=0.01, abs=0.02)
@@ -57,7 +57,15 @@ def test_infer_without_a_model_runs_the_shipped_one(tmp_path: Path) -> None:
                  "--baseline", "0.19", "--f", "1000", "--json")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert payload["model"] == "shipped" and "padded 250x170 to 256x192" in payload["handling"]
+    # disparities of ~20 px: auto scale upscales the pair 4x before it pads it
+    assert payload["model"] == "shipped" and "resized 250x170 to 1000x680 (auto scale 4.00" in payload["handling"]
+    assert "padded 1000x680 to 1024x704" in payload["handling"]
+    one = run("infer", "--imgl", str(tmp_path / "l.png"), "--imgr", str(tmp_path / "r.png"), "--save-path", str(tmp_path / "one"),
+              "--scale", "1", "--json")
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout)["handling"].startswith("padded 250x170 to 256x192")
+    assert_refused(run("infer", "--imgl", str(tmp_path / "l.png"), "--imgr", str(tmp_path / "r.png"), "--save-path",
+                       str(tmp_path / "never"), "--scale", "big"), "--scale 'big' is neither 'auto' nor a number")
     for key in ("disparity_pfm", "disparity_color", "depth_pfm", "depth_mm_png", "cloud_ply", "side_by_side"):
         assert Path(payload["outputs"][key]).is_file()
     assert_refused(run("infer", "--model", "no-such-model", "--imgl", str(tmp_path / "l.png"), "--imgr", str(tmp_path / "r.png"),
