@@ -58,8 +58,9 @@ class Geometry:
 def range_note(disp: np.ndarray, maxdisp: float) -> str | None:
     """One line when the scene is nearer than the model was trained for (disparities pile up at maxdisp)."""
     if maxdisp and float((disp >= 0.95 * maxdisp).mean()) > 0.01:
-        return (f"{(disp >= 0.95 * maxdisp).mean():.0%} of pixels reach the model's largest disparity ({maxdisp:g} px): "
-                "parts of the scene are nearer than it was trained for; downscale the pair or train with a larger maxdisp")
+        return (f"{(disp >= 0.95 * maxdisp).mean():.0%} of pixels reach the model's largest disparity ({maxdisp:.0f} px at the "
+                "pair's size): parts of the scene are nearer than it was trained for; downscale the pair (--scale) or train "
+                "with a larger maxdisp")
     return None
 
 
@@ -126,7 +127,7 @@ def run_infer(model: Path | str | None, imgl: Path, imgr: Path, save_path: Path,
         geometry = Geometry(focal_px=focal, baseline=baseline, cx=(left.shape[1] - 1) / 2, cy=(left.shape[0] - 1) / 2, unit="m")
     predictor = open_predictor(model, provider, scale)
     disp, handling = predictor(left, right)
-    maxdisp, ran_on = predictor.maxdisp, predictor.ran_on
+    maxdisp, ran_on = predictor.maxdisp / predictor.last_scale, predictor.ran_on  # in the pair's pixels
     notes = [handling] + ([note] if (note := range_note(disp, maxdisp)) else [])
     out.mkdir(parents=True, exist_ok=True)
     outputs, disp_colour = _disparity_outputs(out, disp, maxdisp)

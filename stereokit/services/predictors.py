@@ -36,7 +36,8 @@ class PairPredictor:
 
     `run` takes the pair at the size it is given; `scale` says at which size to give it: None runs
     it where the model is accurate (stereokit/engine/input_scale.py), a number resizes by that factor.
-    `fit` is the input size (h, w) of a fixed-shape model, past which upscaling gains nothing."""
+    `fit` is the input size (h, w) of a fixed-shape model, past which upscaling gains nothing;
+    `last_scale` the factor the last pair ran at (its largest disparity is maxdisp / last_scale)."""
 
     name: str
     maxdisp: float
@@ -44,8 +45,10 @@ class PairPredictor:
     run: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, str]]
     scale: float | None = None
     fit: tuple[int, int] | None = None
+    last_scale: float = 1.0
 
     def __call__(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
+        self.last_scale = 1.0
         if self.scale == 1.0:
             return self.run(left_bgr, right_bgr)
         h, w = left_bgr.shape[:2]
@@ -59,6 +62,7 @@ class PairPredictor:
             u, note = self.scale, f"--scale {self.scale:g}"
         size = scaled_size(h, w, u)
         disp, how = self.run(resize_view(left_bgr, size), resize_view(right_bgr, size))
+        self.last_scale = size[1] / w
         return disparity_back(disp, (h, w)), f"resized {w}x{h} to {size[1]}x{size[0]} ({note}), then {how}"
 
 

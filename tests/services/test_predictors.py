@@ -32,5 +32,7 @@ def test_auto_scale_beats_the_pairs_own_size_on_small_disparities() -> None:
 
 def test_a_fixed_factor_is_applied_and_named() -> None:
     scene = render_scene(np.random.default_rng([4242, 9]), 128, 256, 64, SHIPPED_SCENES)
-    disp, how = open_predictor(scale=2.0)(scene.left, scene.right)
+    predictor = open_predictor(scale=2.0)
+    disp, how = predictor(scene.left, scene.right)
     assert disp.shape == (128, 256) and "resized 256x128 to 512x256 (--scale 2)" in how
+    assert predictor.last_scale == 2.0  # infer's range note and colours use maxdisp / 2 in the pair's pixels
