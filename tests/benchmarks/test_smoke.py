@@ -39,6 +39,21 @@ def test_benchmark_runs_at_a_tiny_size(script: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_bench_scale_compares_auto_with_the_pairs_own_size(tmp_path: Path) -> None:
+    synth = subprocess.run([sys.executable, "-m", "stereokit", "synth", "--out", str(tmp_path / "tune"), "--num-train", "1",
+                            "--num-test", "2", "--height", "128", "--width", "256", "--maxdisp", "96", "--seed", "5"],
+                           capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert synth.returncode == 0, synth.stderr[-3000:]
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_scale.py"), "--data", str(tmp_path / "tune"), "--sizes",
+                           "0.5", "--factors", "2"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| 0.5 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert len(cells) == 4 and cells[2].endswith("x)")  # own size, auto (with its mean factor), x2
+    assert float(cells[2].rsplit("(", 1)[1].rstrip("x)")) > 1.0  # half-size scenes of 0-48 px: auto upscales
+
+
+@pytest.mark.slow
 def test_bench_precision_runs_on_a_small_run(deployed: Path, tmp_path: Path) -> None:  # noqa: F811
     shutil.copytree(deployed, tmp_path / "demo" / "run")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_precision.py"), "--demo", str(tmp_path / "demo")],
