@@ -45,8 +45,9 @@ def predictors(args: argparse.Namespace) -> dict[str, PairPredictor]:
         for stage in ("calibration", "qat"):
             if (args.run / stage / "stage.json").is_file():
                 out[f"stereokit {stage} int8"] = stage_predictor(args.run, stage, args.scale)
-        if (args.run / "compile" / "model.hbm").is_file():
-            out["stereokit compiled int8"] = open_predictor(args.run / "compile" / "model.hbm", "cpu", args.scale)
+        for hbm in sorted(args.run.glob("compile*/model.hbm")):  # compile/, and compile-ort/ or compile-openvino/
+            name = "stereokit compiled int8" + ("" if hbm.parent.name == "compile" else f" ({hbm.parent.name})")
+            out[name] = open_predictor(hbm, "cpu", args.scale)
     return out
 
 
