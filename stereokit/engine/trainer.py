@@ -68,6 +68,7 @@ class LoopSettings:
     compile: bool = False
     grad_clip: float | None = None
     residual_lr_scale: float = 1.0
+    validate_start: bool = False  # validate the starting weights too, so best.pt is never worse than them
 
 
 @dataclass
@@ -297,9 +298,21 @@ def fit(
                 f.write(json.dumps(entry) + "\n")
 
     last_val: dict[str, Any] | None = None
+    t0 = time.perf_counter()
+
+    def validate(epoch: int) -> None:
+        nonlocal best_epe, last_val
+        sync_buffers(model)
+        last_val = evaluate(model, val_loader, maxdisp, device, show_progress=False)
+        log({"step": step, "epoch": epoch, "val": last_val, "elapsed_s": round(time.perf_counter() - t0, 3)})
+        if best_epe is None or last_val["epe"] < best_epe:
+            best_epe = last_val["epe"]
+            save(out_dir / "best.pt")
+
     with _interrupt_flag() as interrupted, progress_bar(out_dir.name, total_steps, enabled=info.is_main and show_progress) as advance:
         advance(step)
-        t0 = time.perf_counter()
+        if settings.validate_start and val_loader is not None and step == 0:
+            validate(-1)
         while step < total_steps:
             epoch = _start_epoch(train_loader, step, steps_per_epoch)
             net.train()
@@ -324,12 +337,7 @@ def fit(
             finished_epochs = math.ceil(step / steps_per_epoch)
             epoch_done = step % steps_per_epoch == 0 or step >= total_steps
             if val_loader is not None and epoch_done and (finished_epochs % settings.val_every_epochs == 0 or step >= total_steps):
-                sync_buffers(model)
-                last_val = evaluate(model, val_loader, maxdisp, device, show_progress=False)
-                log({"step": step, "epoch": finished_epochs - 1, "val": last_val, "elapsed_s": round(time.perf_counter() - t0, 3)})
-                if best_epe is None or last_val["epe"] < best_epe:
-                    best_epe = last_val["epe"]
-                    save(out_dir / "best.pt")
+                validate(finished_epochs - 1)
             save(out_dir / "checkpoint.pt")
 
     sync_buffers(model)

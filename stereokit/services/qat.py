@@ -24,6 +24,7 @@ def qat_settings(cfg: StereokitConfig) -> LoopSettings:
         milestones_epochs=tuple(q.lr_milestones), gamma=q.gamma, val_every_epochs=q.val_every_epochs,
         log_every_steps=q.log_every_steps, checkpoint_every_steps=q.checkpoint_every_steps,
         residual_lr_scale=q.residual_lr_scale, channels_last=q.channels_last, compile=q.compile,
+        validate_start=True,  # the calibrated model is a candidate: QAT keeps it when no step beats it on validation
     )
 
 

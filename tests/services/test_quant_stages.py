@@ -121,3 +121,23 @@ def test_qat_throughput_options_train_with_a_finite_loss(tiny_data: Path, tmp_pa
     losses = [e["loss"] for e in log if "loss" in e]
     assert len(losses) == 3 and all(math.isfinite(v) and v > 0 for v in losses)
     assert math.isfinite(require_stage(tmp_path / "run", "qat").metrics["best_epe"])
+
+
+
+def test_qat_keeps_the_calibrated_model_when_no_step_beats_it_on_validation(tiny_data: Path, tmp_path: Path) -> None:
+    """The calibrated start is validated too: a QAT whose steps do not lower the validation EPE (here
+    an LR of 1e-12, which leaves every int8 weight where it was) ends with the calibrated weights as
+    best.pt, where before it kept whatever its first validation saw."""
+    run = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=4) + QUANT + ["train.qat.lr=1e-12", "train.qat.epochs=2"])
+    train_through_qat(cfg, run)
+    vals = [e for e in map(json.loads, (run / "qat" / "log.jsonl").read_text().splitlines()) if "val" in e]
+    assert [e["step"] for e in vals][:1] == [0] and vals[0]["epoch"] == -1 and len(vals) >= 2
+    start = vals[0]["val"]["epe"]
+    assert all(e["val"]["epe"] >= start for e in vals[1:]), vals
+    best = load_checkpoint(run / "qat" / "best.pt")
+    assert best["step"] == 0 and best["best_epe"] == start
+    calibrated = load_checkpoint(run / "calibration" / "checkpoint.pt")["model"]
+    weights = [k for k, v in best["model"].items() if k.endswith(".weight") and v.is_floating_point()]
+    assert weights and all(torch.equal(best["model"][k], calibrated[k]) for k in weights)
+    assert run_eval(run, "qat", show_progress=False).epe == pytest.approx(run_eval(run, "calibration", show_progress=False).epe, rel=1e-6)
