@@ -208,7 +208,7 @@ def test_infer_any_size_writes_every_output_right_way_up(deployed: Path, tiny_da
         cv2.imwrite(str(tmp_path / f"{name}_r.png"), cv2.resize(right, size))
         for model in (deployed / "compile" / "model.hbm", deployed / "export" / "model.onnx", deployed / "qat"):
             out = tmp_path / f"{name}_{model.name}"
-            result = run_infer(model, tmp_path / f"{name}_l.png", tmp_path / f"{name}_r.png", out, 0.54, 1050.0)
+            result = run_infer(model, tmp_path / f"{name}_l.png", tmp_path / f"{name}_r.png", out, 0.54, 1050.0, scale=1.0)
             assert result.size == [size[1], size[0]]
             fixed_shape = model.name != "qat"  # the .hbm and the .onnx have the static 64x128 input
             expected = ("padded" if name == "small" else "resized") if fixed_shape else "torch"
@@ -224,6 +224,10 @@ def test_infer_any_size_writes_every_output_right_way_up(deployed: Path, tiny_da
             assert np.allclose(depth[ok], 1050.0 * 0.54 / disp[ok], rtol=1e-5)
             panel = cv2.imread(str(out / "side_by_side.png"))
             assert np.array_equal(panel[:, : size[0]], cv2.imread(str(tmp_path / f"{name}_l.png")))
+    # auto scale never takes a fixed-shape model's pair past its input: upscaled into 128x64, not beyond
+    auto = run_infer(deployed / "compile" / "model.hbm", tmp_path / "small_l.png", tmp_path / "small_r.png", tmp_path / "auto")
+    assert "auto scale" in auto.handling and auto.size == [50, 100], auto.handling
+    assert "resized 100x50 to 128x64" in auto.handling or "padded 100x50" in auto.handling, auto.handling
 
 
 def test_bad_inputs_to_deployment_commands(deployed: Path, tmp_path: Path) -> None:
