@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from stereokit.data.real_pairs import motorcycle, sgbm_filled
-from stereokit.engine.input_scale import choose_scale, disparity_back, parse_scale, resize_view, scaled_size
+from stereokit.engine.input_scale import disparity_back, parse_scale, resize_view, scaled_size
 from stereokit.engine.metrics import BenchmarkMetrics
 from stereokit.engine.plots import colorize, write_png
 from stereokit.services.predictors import PairPredictor, open_predictor, stage_predictor
@@ -89,7 +89,7 @@ def main() -> None:
             pred, handling = predictor(pair["left"], pair["right"])
             rows.setdefault(name, {})[size] = {**score(pred, pair), "ms": 1000 * (time.perf_counter() - t), "handling": handling}
             float_pred = pred if float_pred is None else float_pred
-        u = args.scale or choose_scale(models["stereokit float"].run(pair["left"], pair["right"])[0], models["stereokit float"].maxdisp)
+        u = models["stereokit float"].last_scale  # the factor its call above ran the pair at
         if u != 1.0:
             rows.setdefault("OpenCV SGBM, filled, at the float model's scale", {})[size] = {**score(sgbm_at(pair, u), pair), "scale": u}
         if args.pictures is not None and float_pred is not None:

@@ -503,16 +503,21 @@ def _eval_benchmark(dataset: str, data_dir: Optional[Path], model: Optional[str]
 def export(
     stage_path: Path = typer.Argument(..., help="RUN/qat (the quantized IR) or RUN/float (a float ONNX for comparison)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing export."),
+    height: Optional[int] = typer.Option(None, "--height", help="Static input height, a multiple of 32 (default: deploy.input_height)."),
+    width: Optional[int] = typer.Option(None, "--width", help="Static input width, a multiple of 32 (default: deploy.input_width)."),
 ) -> None:
     """Export the quantized IR: ONNX with QuantizeLinear/DequantizeLinear around every integer op.
 
-    Static input shape deploy.input_height x deploy.input_width; inputs imgl, imgr; output disparity.
+    Static input shape: --height x --width (default deploy.input_height x deploy.input_width); export
+    at the size your camera delivers (padded to a multiple of 32) so no pair is resized to fit.
+    Inputs imgl, imgr; output disparity.
 
     Example: stereokit export runs/sf/qat
+    Example: stereokit export runs/sf/qat --height 736 --width 1280 --force   # a 1280x720 camera
     """
     from stereokit.services.export import run_export
 
-    r = run_export(stage_path, force=force)
+    r = run_export(stage_path, force=force, height=height, width=width)
     _print_moved(r.moved_aside)
     ops = ", ".join(f"{k} {v}" for k, v in sorted(r.op_counts.items(), key=lambda kv: -kv[1])[:8])
     console.print(f"exported {r.source} -> {r.model} ({r.bytes / 2**20:.1f} MiB, opset {r.opset}, input {'x'.join(map(str, r.input_shape))}); ops: {ops}")
@@ -592,15 +597,20 @@ def compile_(
     strict: bool = typer.Option(False, "--strict", help="Refuse if any node would fall back to the CPU."),
     force: bool = typer.Option(False, "--force", help="Replace an existing compiled model."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="ort or openvino: that runtime's model in RUN/compile-NAME/ (default: each installed runtime timed here, the fastest in RUN/compile/)."),
+    height: Optional[int] = typer.Option(None, "--height", help="From RUN/qat or RUN/calibration: export at this input height first (a multiple of 32)."),
+    width: Optional[int] = typer.Option(None, "--width", help="From RUN/qat or RUN/calibration: export at this input width first (a multiple of 32)."),
 ) -> None:
     """Compile the IR into a self-contained integer model (RUN/compile/model.hbm) with perf.json/perf.html.
 
+    The model's input size is its export's (default deploy.input_*); --height/--width export at another.
+
     Example: stereokit compile runs/sf/qat --target bpu-sim
     Example: stereokit compile runs/sf/qat --runtime openvino     # -> runs/sf/compile-openvino/model.hbm
+    Example: stereokit compile runs/sf/calibration --height 736 --width 1280
     """
     from stereokit.services.compile import MARGIN, run_compile
 
-    r = run_compile(path, target, strict, force, runtime=runtime)
+    r = run_compile(path, target, strict, force, runtime=runtime, height=height, width=width)
     _print_moved(r.moved_aside)
     if r.note:
         console.print(r.note)

@@ -224,6 +224,19 @@ class DeployConfig(_Section):
         return self
 
 
+def deploy_size(deploy: DeployConfig, height: int | None = None, width: int | None = None,
+                what: str = "--height/--width") -> tuple[int, int]:
+    """The static input size a model is counted, exported or compiled at: the given height/width,
+    each defaulting to the config's deploy size; one sentence when it cannot be one."""
+    height = deploy.input_height if height is None else height
+    width = deploy.input_width if width is None else width
+    if height <= 0 or width <= 0:
+        raise ConfigError(f"{what}: input size {height}x{width} must be positive.")
+    if height % 32 or width % 32:
+        raise ConfigError(f"{what}: input size {height}x{width} must be a multiple of 32 (pad 540 to 544).")
+    return height, width
+
+
 class StereokitConfig(_Section):
     seed: int = 0
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N (under DDP: the first GPU of this node's ranks)")

@@ -45,6 +45,14 @@ def ir_metadata(model: onnx.ModelProto, name: str) -> dict[str, str]:
     return meta
 
 
+def input_size(model: onnx.ModelProto, name: str) -> tuple[int, int]:
+    """The (height, width) of the IR's static left-image input: the size it was exported at."""
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] if model.graph.input else []
+    if len(dims) != 4 or min(dims) <= 0:
+        raise StereokitError(f"{name}: its first input is not a static NCHW image (shape {dims}); make it with 'stereokit export'.")
+    return dims[2], dims[3]
+
+
 def islands_for(model: onnx.ModelProto, name: str) -> list[str]:
     """The module paths the IR's own precision map keeps in float (their ops may fall back to the
     CPU), so a copied .onnx checks and compiles the same as the one in its run."""

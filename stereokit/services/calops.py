@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel
 
-from stereokit.config import StereokitConfig
-from stereokit.errors import ConfigError
+from stereokit.config import StereokitConfig, deploy_size
 from stereokit.models import build_stereonet
 from stereokit.models.cost import count_costs
 
@@ -30,17 +29,8 @@ def module_groups(refine_levels: int) -> list[str]:
     ]
 
 
-def check_input_size(height: int, width: int, what: str = "--height/--width") -> None:
-    if height <= 0 or width <= 0:
-        raise ConfigError(f"{what}: input size {height}x{width} must be positive.")
-    if height % 32 or width % 32:
-        raise ConfigError(f"{what}: input size {height}x{width} must be a multiple of 32 (pad 540 to 544).")
-
-
 def run_calops(cfg: StereokitConfig, height: int | None = None, width: int | None = None) -> CalopsResult:
-    height = cfg.deploy.input_height if height is None else height
-    width = cfg.deploy.input_width if width is None else width
-    check_input_size(height, width)
+    height, width = deploy_size(cfg.deploy, height, width)
     with torch.device("meta"):
         model = build_stereonet(cfg.model).eval()
         x = torch.empty(1, 3, height, width)

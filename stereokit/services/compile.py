@@ -13,7 +13,7 @@ import onnx
 from pydantic import BaseModel
 
 from stereokit import __version__
-from stereokit.config import DataConfig, config_hash
+from stereokit.config import DataConfig, config_hash, deploy_size
 from stereokit.data.synth import render_scene
 from stereokit.data.transforms import preprocess_image
 from stereokit.deploy import openvino_runtime
@@ -21,7 +21,7 @@ from stereokit.deploy.checker import check_model
 from stereokit.deploy.compiler import chains_left, confirm_check, lower_to_integer, op_counts
 from stereokit.deploy.graph import Graph
 from stereokit.deploy.hbm import FORMAT_VERSION, pack_hbm
-from stereokit.deploy.ir import ir_metadata, islands_for, load_ir, metadata
+from stereokit.deploy.ir import input_size, ir_metadata, islands_for, load_ir, metadata
 from stereokit.deploy.onnx_export import export_onnx
 from stereokit.deploy.perf import estimate, measure_latency_ms, perf_html, rows_json, summary
 from stereokit.deploy.runtime import open_runtime_model
@@ -84,20 +84,30 @@ def input_quantization(model: onnx.ModelProto) -> dict[str, dict[str, float]]:
     return result
 
 
-def _ensure_export(run_dir: Path, source: str) -> str | None:
-    """RUN/export made from `source`'s checkpoint: reused when it is finished and came from it,
-    otherwise (re-)exported, the old one moved aside. Returns a note when it exported."""
+def _export_size(record: StageRecord) -> tuple[int, int] | None:
+    shape = record.details.get("inputs", {}).get("imgl")
+    return (shape[2], shape[3]) if isinstance(shape, list) and len(shape) == 4 else None
+
+
+def _ensure_export(run_dir: Path, source: str, size: tuple[int, int] | None) -> str | None:
+    """RUN/export made from `source`'s checkpoint (at `size`, when given): reused when it is finished
+    and matches, otherwise (re-)exported, the old one moved aside. Returns a note when it exported."""
     st = Lineage(run_dir).state("export")
     wanted = str(source_checkpoint(run_dir, source).relative_to(run_dir))
-    if st.state == "finished" and st.record is not None and st.record.inputs and st.record.inputs[0].path == wanted:
+    same_source = st.state == "finished" and st.record is not None and bool(st.record.inputs) and st.record.inputs[0].path == wanted
+    had = _export_size(st.record) if same_source and st.record is not None else None
+    if same_source and (size is None or had == size):
         return None
     if st.state == "missing":
         why = "no export yet"
+    elif same_source:
+        why = f"the export there is {had[1]}x{had[0]}" if had else "the export there has no recorded size"
     elif st.state == "finished" and st.record is not None and st.record.inputs:
         why = f"the export there came from {st.record.inputs[0].path}"
     else:
         why = f"the export there is {st.state}"
-    run_export(run_dir / source, force=True)
+    height, width = size if size is not None else (None, None)
+    run_export(run_dir / source, force=True, height=height, width=width)
     return f"exported {source} first ({why})"
 
 
@@ -159,16 +169,23 @@ def check_runtime(runtime: str | None) -> tuple[str | None, str]:
 
 
 def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force: bool = False,
-                measure_runs: int = 3, runtime: str | None = None) -> CompileResult:
+                measure_runs: int = 3, runtime: str | None = None,
+                height: int | None = None, width: int | None = None) -> CompileResult:
+    """`height`/`width` (from RUN/qat or RUN/calibration only): export at that input size first;
+    otherwise the model takes the size of the export it compiles (default deploy.input_*)."""
     path = Path(path)
     runtime, stage = check_runtime(runtime)
     run_dir = _run_dir_of(path)
     cfg = run_config(run_dir)
+    size = None if height is None and width is None else deploy_size(cfg.deploy, height, width)
+    if size is not None and path.name not in ("qat", "calibration"):
+        raise StereokitError(f"{path}: an export's input size is fixed; give --height/--width to 'stereokit export' "
+                             "or compile RUN/qat with them.")
     profile = load_target(target)
     check_rerun(run_dir, stage, force, what="a compiled model")
     if path.name in ("qat", "calibration"):
         require_stage(run_dir, path.name)
-        note = _ensure_export(run_dir, path.name)
+        note = _ensure_export(run_dir, path.name, size)
         ir_stage = "export"
     else:
         note, ir_stage = None, path.name
@@ -188,7 +205,7 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
     ir_bytes = ir_path.read_bytes()
     lowered = lower_to_integer(ir_bytes)
     compiled_nodes = confirm_check(report, lowered)
-    h, w = cfg.deploy.input_height, cfg.deploy.input_width
+    h, w = input_size(ir, str(ir_path))
     candidates = installed_runtimes() if runtime is None else [runtime]
     models = {name: lowered if name == "ort" else openvino_runtime.convert_ir(ir_bytes) for name in candidates}
     timings = {name: runtime_latency_ms(name, models[name], h, w, measure_runs) for name in candidates}

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from stereokit import __version__
-from stereokit.config import StereokitConfig, config_hash
+from stereokit.config import StereokitConfig, config_hash, deploy_size
 from stereokit.deploy.ir import metadata
 from stereokit.deploy.onnx_export import INPUTS, OUTPUT, export_onnx, output_quantization
 from stereokit.errors import StereokitError
@@ -46,7 +46,7 @@ def split_stage_path(path: Path) -> tuple[Path, str]:
     return path.parent, stage
 
 
-def deploy_metadata(cfg: StereokitConfig, source: str, source_sha: str) -> dict[str, str]:
+def deploy_metadata(cfg: StereokitConfig, source: str, source_sha: str, size: tuple[int, int]) -> dict[str, str]:
     return {
         "stereokit_version": __version__,
         "source_stage": source,
@@ -60,7 +60,7 @@ def deploy_metadata(cfg: StereokitConfig, source: str, source_sha: str) -> dict[
         "mean": str(cfg.data.mean),
         "std": str(cfg.data.std),
         "rgb_input": "true" if cfg.data.rgb_input else "false",
-        "input_shape": f"1x3x{cfg.deploy.input_height}x{cfg.deploy.input_width}",
+        "input_shape": f"1x3x{size[0]}x{size[1]}",
         "output_unit": "disparity in pixels, clipped to [0, maxdisp]",
         "maxdisp": str(cfg.model.maxdisp),
         "quantized": "true" if source != "float" else "false",
@@ -70,9 +70,12 @@ def deploy_metadata(cfg: StereokitConfig, source: str, source_sha: str) -> dict[
     }
 
 
-def run_export(stage_path: Path, force: bool = False) -> ExportResult:
+def run_export(stage_path: Path, force: bool = False, height: int | None = None, width: int | None = None) -> ExportResult:
+    """`height`/`width`: the IR's static input size (default the run's deploy.input_*): the size the
+    camera delivers, padded to a multiple of 32, so that no pair is resized to fit it."""
     run_dir, source = split_stage_path(stage_path)
     cfg = run_config(run_dir)
+    h, w = deploy_size(cfg.deploy, height, width)
     record_in = require_stage(run_dir, source)
     checkpoint = source_checkpoint(run_dir, source)
     source_art = next((a for a in record_in.outputs if (run_dir / a.path) == checkpoint), None) or artifact(run_dir, checkpoint)
@@ -82,8 +85,7 @@ def run_export(stage_path: Path, force: bool = False) -> ExportResult:
         model: nn.Module = DeployModel(float_model(cfg, checkpoint))
     else:
         model = DeployModel(export_copy(quant_model(cfg, checkpoint)))
-    data = export_onnx(model, cfg.deploy.input_height, cfg.deploy.input_width, cfg.deploy.opset,
-                       deploy_metadata(cfg, source, source_art.sha256))
+    data = export_onnx(model, h, w, cfg.deploy.opset, deploy_metadata(cfg, source, source_art.sha256, (h, w)))
     moved = clear_for_rerun(run_dir, target, force, what="an export")
     record = StageRecord(stage=target, config_hash=config_hash(cfg), inputs=[source_art])
     path = out / "model.onnx"
@@ -95,13 +97,13 @@ def run_export(stage_path: Path, force: bool = False) -> ExportResult:
         grid = output_quantization(proto)
         out_dtype, step = (grid[0], grid[1] * cfg.model.maxdisp) if grid else ("float", None)
         record.details.update({
-            "inputs": {name: [1, 3, cfg.deploy.input_height, cfg.deploy.input_width] for name in INPUTS},
-            "output": {OUTPUT: [1, 1, cfg.deploy.input_height, cfg.deploy.input_width]},
+            "inputs": {name: [1, 3, h, w] for name in INPUTS},
+            "output": {OUTPUT: [1, 1, h, w]},
             "metadata": metadata(proto),
             "source_record_finished": record_in.finished,
             "output_dtype": out_dtype,
             "output_step_px": step,
         })
         finish_stage(run_dir, record, [path], {"op_counts": counts, "bytes": len(data)})
-    return ExportResult(source=source, model=path, bytes=len(data), input_shape=[1, 3, cfg.deploy.input_height, cfg.deploy.input_width],
+    return ExportResult(source=source, model=path, bytes=len(data), input_shape=[1, 3, h, w],
                         opset=cfg.deploy.opset, op_counts=counts, output_dtype=out_dtype, output_step_px=step, moved_aside=moved)

@@ -46,7 +46,7 @@ class ValidateResult(BaseModel):
 def pad_to(x: torch.Tensor, height: int, width: int, name: str) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h > height or w > width:
-        raise StereokitError(f"{name}: a {w}x{h} test image is larger than the compiled input {width}x{height}; compile at a larger deploy.input_* size.")
+        raise StereokitError(f"{name}: a {w}x{h} test image is larger than the compiled input {width}x{height}; compile with a larger --height/--width.")
     return F.pad(x, (0, width - w, 0, height - h), mode="replicate") if (h, w) != (height, width) else x
 
 

@@ -248,6 +248,9 @@ def test_bad_inputs_to_deployment_commands(deployed: Path, tmp_path: Path) -> No
         (["check", str(tmp_path)], "no model.onnx here"),
         (["compile", str(deployed / "qat")], "a compiled model is already here (finished); pass --force"),
         (["export", str(deployed / "qat")], "an export is already here (finished); pass --force"),
+        (["export", str(deployed / "qat"), "--force", "--height", "100"], "--height/--width: input size 100x128 must be a multiple of 32"),
+        (["compile", str(deployed / "export"), "--force", "--height", "96", "--width", "160"], "an export's input size is fixed"),
+        (["compile", str(deployed / "qat"), "--force", "--width", "0"], "input size 64x0 must be positive"),
         (["validate-bpu", str(tmp_path / "nothing" / "compile")], "no compile stage here; run 'stereokit compile"),
         (["validate-bpu", str(deployed / "compile-ort"), "--provider", "tensorrt"], "'tensorrt' is not installed in this ONNX Runtime; installed: "),
         (["infer", "--model", str(deployed / "compile-ort" / "model.hbm"), "--imgl", str(left), "--imgr", str(left), "--provider", "bogus", "--save-path", str(tmp_path / "o")],
@@ -335,6 +338,23 @@ def test_validate_bpu_compares_with_the_stage_the_ir_came_from(deployed: Path, t
         f.write(b"x")
     with pytest.raises(StageError, match="compile-ort stage is stale: its parent export is stale .*calibration/checkpoint.pt: its sha256"):
         run_validate(run / "compile-ort", show_progress=False)
+
+
+def test_compile_at_another_input_size_exports_there_and_runs_every_test_pair(deployed: Path, tmp_path: Path) -> None:
+    run = _copy_run(deployed, tmp_path)
+    result = run_compile(run / "qat", force=True, measure_runs=1, runtime="ort", height=96, width=160)
+    assert result.note == "exported qat first (the export there is 128x64)"
+    ir = onnx.load(str(run / "export" / "model.onnx"))
+    assert [d.dim_value for d in ir.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 96, 160]
+    assert {p.key: p.value for p in ir.metadata_props}["input_shape"] == "1x3x96x160"
+    manifest = load_hbm(run / "compile-ort" / "model.hbm").manifest
+    assert manifest["inputs"]["imgl"] == [1, 3, 96, 160] and manifest["output"]["disparity"] == [1, 1, 96, 160]
+    # the 64x128 test pairs are padded into it: the same model, so the EPE stays with int_infer's
+    validated = run_validate(run / "compile-ort", show_progress=False)
+    assert validated.epe == pytest.approx(validated.int_infer_epe, rel=0.1)
+    # a plain compile afterwards reuses that export at its size, instead of going back to deploy.input_*
+    again = run_compile(run / "qat", force=True, measure_runs=1, runtime="ort")
+    assert again.note is None and load_hbm(run / "compile-ort" / "model.hbm").manifest["inputs"]["imgl"] == [1, 3, 96, 160]
 
 
 def test_a_forced_float_moves_every_descendant_aside_and_nothing_uses_them(deployed: Path, tmp_path: Path) -> None:
