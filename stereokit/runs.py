@@ -150,6 +150,13 @@ def artifact(run_dir: Path, path: Path) -> Artifact:
     return Artifact(path=str(path.relative_to(run_dir)), sha256=sha256_file(path), bytes=path.stat().st_size)
 
 
+def recorded_artifact(run_dir: Path, record: StageRecord, path: Path) -> Artifact:
+    """The artifact `record` lists for `path`, with the sha256 its stage wrote (so a later change to the
+    file shows as stale downstream); `path` hashed now when the record does not list it."""
+    rel = str(Path(path).relative_to(run_dir))
+    return next((a for a in record.outputs if a.path == rel), None) or artifact(run_dir, path)
+
+
 def _read_model(path: Path, model: type[BaseModel], what: str) -> Any:
     try:
         data = path.read_bytes()

@@ -18,7 +18,7 @@ from stereokit.engine.distributed import DistInfo, resolve_device
 from stereokit.progress import progress_bar
 from stereokit.quant.prepare import activation_scales, prepare_quant_model, quantized_layers, set_fake_quant, set_observers
 from stereokit.lineage import require_stage, stage_lock
-from stereokit.runs import StageRecord, artifact, atomic_write_text, finish_stage, run_config, stage_dir, write_stage_record
+from stereokit.runs import StageRecord, recorded_artifact, atomic_write_text, finish_stage, run_config, stage_dir, write_stage_record
 from stereokit.services.stages import float_model, float_source
 from stereokit.services.fit_stage import prepare_stage_dir
 
@@ -41,7 +41,7 @@ def run_calibrate(run_dir: Path, force: bool = False, show_progress: bool = True
     origin = float_source(run_dir)  # float, or adapt in a run made by adaptation
     float_record = require_stage(run_dir, origin)
     source = stage_dir(run_dir, origin) / "best.pt"
-    source_art = next((a for a in float_record.outputs if a.path == f"{origin}/best.pt"), None) or artifact(run_dir, source)
+    source_art = recorded_artifact(run_dir, float_record, source)
     # Everything that can refuse (checkpoint, data, crop) is read before anything is written.
     device = resolve_device(cfg.device)
     model = prepare_quant_model(float_model(cfg, source), cfg).to(device).eval()

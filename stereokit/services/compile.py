@@ -29,7 +29,7 @@ from stereokit.deploy.target import load_target
 from stereokit.errors import StereokitError
 from stereokit.models.postprocess import DeployModel
 from stereokit.lineage import Lineage, check_rerun, clear_for_rerun, require_stage, stage_lock
-from stereokit.runs import StageRecord, artifact, atomic_write_bytes, atomic_write_text, finish_stage, run_config, stage_dir, write_stage_record
+from stereokit.runs import StageRecord, recorded_artifact, atomic_write_bytes, atomic_write_text, finish_stage, run_config, stage_dir, write_stage_record
 from stereokit.services.export import run_export
 from stereokit.services.stages import float_model, source_checkpoint
 
@@ -226,7 +226,7 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
         raise StereokitError(f"{ir_path}: OpenVINO runs {len(runtime_float)} node(s) in float that check puts on the integer path "
                              f"(--strict); first: {runtime_float[0]['node']} ({runtime_float[0]['precision']}).", exit_code=1)
     runtime_model = models[chosen]
-    ir_art = next((a for a in export_record.outputs if a.path.endswith("model.onnx")), None) or artifact(run_dir, ir_path)
+    ir_art = recorded_artifact(run_dir, export_record, ir_path)
     rows = estimate(ir, report, profile)
     totals = summary(rows, profile)
     float_checkpoint = stage_dir(run_dir, "float") / "best.pt"

@@ -18,7 +18,7 @@ from stereokit.models.postprocess import DeployModel
 from stereokit.quant.fold import export_copy
 from stereokit.deploy.compiler import op_counts
 from stereokit.lineage import clear_for_rerun, require_stage, stage_lock
-from stereokit.runs import StageRecord, artifact, atomic_write_bytes, finish_stage, run_config, stage_dir, write_stage_record
+from stereokit.runs import StageRecord, recorded_artifact, atomic_write_bytes, finish_stage, run_config, stage_dir, write_stage_record
 from stereokit.services.stages import float_model, quant_model, source_checkpoint
 
 # Which stage directory an export writes, by the stage it starts from.
@@ -78,7 +78,7 @@ def run_export(stage_path: Path, force: bool = False, height: int | None = None,
     h, w = deploy_size(cfg.deploy, height, width)
     record_in = require_stage(run_dir, source)
     checkpoint = source_checkpoint(run_dir, source)
-    source_art = next((a for a in record_in.outputs if (run_dir / a.path) == checkpoint), None) or artifact(run_dir, checkpoint)
+    source_art = recorded_artifact(run_dir, record_in, checkpoint)
     target = EXPORT_STAGE[source]
     out = stage_dir(run_dir, target)
     if source == "float":

@@ -12,7 +12,7 @@ from stereokit.engine.distributed import barrier, init_distributed, shutdown_dis
 from stereokit.engine.trainer import LoopSettings
 from stereokit.quant.prepare import freeze_bn, set_observers
 from stereokit.lineage import require_stage
-from stereokit.runs import StageRecord, artifact, run_config, stage_dir
+from stereokit.runs import StageRecord, recorded_artifact, run_config, stage_dir
 from stereokit.services.stages import quant_model
 from stereokit.services.fit_stage import TrainResult, prepare_stage_dir, run_fit_stage, training_loaders
 
@@ -52,7 +52,7 @@ def run_qat(run_dir: Path, resume: bool = False, force: bool = False, show_progr
     try:
         source_record = require_stage(run_dir, "calibration")
         source = stage_dir(run_dir, "calibration") / "checkpoint.pt"
-        source_art = next((a for a in source_record.outputs if a.path == "calibration/checkpoint.pt"), None) or artifact(run_dir, source)
+        source_art = recorded_artifact(run_dir, source_record, source)
         model = quant_model(cfg, source)  # a damaged checkpoint or missing data is refused before anything is written
         loaders = training_loaders(cfg, cfg.train.qat.batch_size)
         moved = prepare_stage_dir(run_dir, "qat", resume, force, info)
