@@ -11,13 +11,18 @@ from stereokit.models.stereonet import StereoNet
 MULTIPLE = 32
 
 
+def pad_to_size(x: Tensor, height: int, width: int) -> Tensor:
+    """Pad bottom/right with edge values up to height x width (a fixed-shape model's input); the
+    prediction's top-left h x w is then the image's."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, width - w, 0, height - h), mode="replicate") if (h, w) != (height, width) else x
+
+
 def pad_to_multiple(x: Tensor, multiple: int = MULTIPLE) -> tuple[Tensor, tuple[int, int]]:
-    """Pad bottom/right with edge values so H and W are multiples of `multiple`; returns the pad."""
+    """Pad so H and W are multiples of `multiple`; returns the pad."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x, (ph, pw)
+    return pad_to_size(x, h + ph, w + pw), (ph, pw)
 
 
 def to_pixels(disp: Tensor, size: tuple[int, int], maxdisp: int) -> Tensor:

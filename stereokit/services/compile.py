@@ -94,16 +94,17 @@ def _ensure_export(run_dir: Path, source: str, size: tuple[int, int] | None) -> 
     and matches, otherwise (re-)exported, the old one moved aside. Returns a note when it exported."""
     st = Lineage(run_dir).state("export")
     wanted = str(source_checkpoint(run_dir, source).relative_to(run_dir))
-    same_source = st.state == "finished" and st.record is not None and bool(st.record.inputs) and st.record.inputs[0].path == wanted
-    had = _export_size(st.record) if same_source and st.record is not None else None
+    finished = st.record if st.state == "finished" and st.record is not None and st.record.inputs else None
+    same_source = finished is not None and finished.inputs[0].path == wanted
+    had = _export_size(finished) if finished is not None and same_source else None
     if same_source and (size is None or had == size):
         return None
     if st.state == "missing":
         why = "no export yet"
     elif same_source:
         why = f"the export there is {had[1]}x{had[0]}" if had else "the export there has no recorded size"
-    elif st.state == "finished" and st.record is not None and st.record.inputs:
-        why = f"the export there came from {st.record.inputs[0].path}"
+    elif finished is not None:
+        why = f"the export there came from {finished.inputs[0].path}"
     else:
         why = f"the export there is {st.state}"
     height, width = size if size is not None else (None, None)

@@ -23,6 +23,7 @@ from stereokit.engine.checkpoint import load_model_weights
 from stereokit.errors import StereokitError
 from stereokit.models import build_stereonet
 from stereokit.models.inference import prepare_for_inference
+from stereokit.models.postprocess import pad_to_size
 from stereokit.runs import run_config
 from stereokit.services.stages import SOURCE, load_stage_model, stage_checkpoint
 from stereokit.weights import Weights, load_shipped, resolve_weights, shipped_names
@@ -85,8 +86,7 @@ def _fixed_shape_predict(runtime: Runtime, left: torch.Tensor, right: torch.Tens
     """Pad to the model's shape when the image fits, else resize and rescale the disparity."""
     h, w = left.shape[-2:]
     if h <= runtime.height and w <= runtime.width:
-        pad = (0, runtime.width - w, 0, runtime.height - h)
-        l, r = (F.pad(t, pad, mode="replicate") for t in (left, right))
+        l, r = (pad_to_size(t, runtime.height, runtime.width) for t in (left, right))
         disp = runtime(l.numpy(), r.numpy())[0, 0, :h, :w]
         if (h, w) == (runtime.height, runtime.width):
             return disp, f"{w}x{h}: the model's own input size"

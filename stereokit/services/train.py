@@ -14,7 +14,7 @@ from stereokit.models import build_stereonet
 from stereokit.quant.prepare import check_precision_map
 from stereokit.runs import StageRecord, init_run, stage_dir
 from stereokit.services.fit_stage import TrainResult, prepare_stage_dir, resume_state, run_fit_stage, training_loaders
-from stereokit.weights import init_from
+from stereokit.weights import PACKAGE_DIR, init_from
 
 
 def float_settings(cfg: StereokitConfig) -> LoopSettings:
@@ -50,7 +50,9 @@ def run_train_float(
         record = StageRecord(stage="float", config_hash=config_hash(cfg))
         if init is not None and not resume:
             weights = init_from(model, cfg, init)
-            record.details["init"] = {"from": str(init), "path": str(weights.path), "sha256": weights.sha256}
+            record.details["init"] = {"from": str(init), "sha256": weights.sha256}
+            if weights.path.parent != PACKAGE_DIR:  # a shipped model is named by name and hash, not where it is installed
+                record.details["init"]["path"] = str(weights.path)
         if info.distributed and cfg.train.float.sync_bn and device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         notes = [note] if (note := amp_fallback_note(cfg.train.float.amp, device)) else []

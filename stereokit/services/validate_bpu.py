@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel
 
 from stereokit.data.dataset import build_dataloader
@@ -18,6 +17,7 @@ from stereokit.engine.metrics import StereoMetrics
 from stereokit.errors import StereokitError
 from stereokit.deploy.hbm import load_hbm
 from stereokit.lineage import require_stage
+from stereokit.models.postprocess import pad_to_size
 from stereokit.runs import atomic_write_text, run_config, sha256_file, stage_dir
 from stereokit.services.stages import load_stage_model, source_checkpoint
 
@@ -47,7 +47,7 @@ def pad_to(x: torch.Tensor, height: int, width: int, name: str) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h > height or w > width:
         raise StereokitError(f"{name}: a {w}x{h} test image is larger than the compiled input {width}x{height}; compile with a larger --height/--width.")
-    return F.pad(x, (0, width - w, 0, height - h), mode="replicate") if (h, w) != (height, width) else x
+    return pad_to_size(x, height, width)
 
 
 def reference_checkpoint(run_dir: Path, manifest: dict, name: Path) -> tuple[str, Path]:

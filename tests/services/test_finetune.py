@@ -14,6 +14,7 @@ import torch
 from stereokit.config import load_config
 from stereokit.data.dataset import SceneFlowLMDB
 from stereokit.models import build_stereonet, multiscale_loss
+from stereokit.runs import read_stage_record
 from stereokit.services.eval import run_eval_benchmark
 from stereokit.services.pack import run_pack_benchmark
 from stereokit.services.predictors import open_predictor, stage_predictor
@@ -54,6 +55,7 @@ def test_fine_tuning_on_a_sparse_kitti_pack_lowers_its_d1(tmp_path: Path) -> Non
     # at the pairs' own size: auto scale reads the untrained model's first pass, which says nothing
     before = run_eval_benchmark("kitti2015", tmp_path / "kitti_test", open_predictor(tmp_path / "start.pt", scale=1.0), tmp_path / "e0", False)
     run_train_float(cfg, tmp_path / "run", show_progress=False, init=str(tmp_path / "start.pt"))
+    assert read_stage_record(tmp_path / "run", "float").details["init"]["path"] == str(tmp_path / "start.pt")
     after = run_eval_benchmark("kitti2015", tmp_path / "kitti_test", stage_predictor(tmp_path / "run", "float", 1.0), tmp_path / "e1", False)
     assert after.d1_all < 0.8 * before.d1_all, (before.d1_all, after.d1_all)
     assert after.nonocc is not None and after.pooled["d1_all"] <= 1.0

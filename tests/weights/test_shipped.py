@@ -86,7 +86,7 @@ def test_init_shipped_starts_from_its_weights_and_refuses_another_network(tiny_d
     cfg = load_config(Path("configs/shipped.yaml"), _shipped_network_on(tiny_data))
     result = run_train_float(cfg, tmp_path / "ft", show_progress=False, init="shipped")
     record = json.loads((tmp_path / "ft" / "float" / "stage.json").read_text())
-    assert record["details"]["init"]["sha256"] == manifest("shipped")["sha256"]
+    assert record["details"]["init"] == {"from": "shipped", "sha256": manifest("shipped")["sha256"]}  # no machine path
     trained = torch.load(tmp_path / "ft" / "float" / "checkpoint.pt", weights_only=True)["model"]
     shipped = load_shipped().state_dict
     convs = [k for k in shipped if k.endswith("weight") and shipped[k].dim() == 4]
