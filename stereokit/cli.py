@@ -233,8 +233,8 @@ def train(
         return
     if pairs is not None:
         raise StereokitError("--pairs goes with --stage adapt (or with 'stereokit calibrate').")
-    if stage != "float" and (config is not None or set_):
-        raise StereokitError(f"--config/--set: the {stage} stage uses the run's own config.yaml; set train.{stage}.* before the float stage or start a new run.")
+    if stage != "float" and config is not None:
+        raise StereokitError(f"--config: the {stage} stage uses the run's own config.yaml; change its settings with --set train.{stage}.KEY=VALUE.")
     if deterministic:
         import os
 
@@ -244,14 +244,14 @@ def train(
     if init is not None and stage != "float":
         raise StereokitError(f"--init: the {stage} stage starts from the run's own earlier stage; --init goes with --stage float or adapt.")
     if stage == "calibration":
-        _print_calibration(_calibrate(run_dir, force, quiet))
+        _print_calibration(_calibrate(run_dir, force, quiet, overrides=set_))
         return
     if nproc_per_node > 1 and not under_torchrun():
         raise typer.Exit(launch_torchrun(_without_option(sys.argv[1:], "--nproc-per-node"), nproc_per_node))
     if stage == "qat":
         from stereokit.services.qat import run_qat
 
-        result = run_qat(run_dir, resume=resume, force=force, show_progress=not quiet)
+        result = run_qat(run_dir, resume=resume, force=force, show_progress=not quiet, overrides=set_)
     else:
         from stereokit.services.train import run_train_float
 
@@ -294,10 +294,10 @@ def _print_train(result: Any, run_dir: Path) -> None:
         console.print(note)
 
 
-def _calibrate(run_dir: Path, force: bool, quiet: bool, pairs: Optional[Path] = None) -> Any:
+def _calibrate(run_dir: Path, force: bool, quiet: bool, pairs: Optional[Path] = None, overrides: Optional[list[str]] = None) -> Any:
     from stereokit.services.calibrate import run_calibrate
 
-    return run_calibrate(run_dir, force=force, show_progress=not quiet, pairs=pairs)
+    return run_calibrate(run_dir, force=force, show_progress=not quiet, pairs=pairs, overrides=overrides)
 
 
 def _print_calibration(result: Any) -> None:
@@ -314,14 +314,16 @@ def calibrate(
     run_dir: Path = RunDirOpt,
     force: bool = typer.Option(False, "--force", help="Redo the calibration stage."),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="Observe your own rectified pairs (left/ and right/, or leftNN/rightNN) instead of the training split."),
+    set_: list[str] = typer.Option([], "--set", help="Change one of this stage's settings (train.calibration.*, quant.*) in the run's config.yaml; repeatable."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Calibrate the quantized model from RUN/float/best.pt (or RUN/adapt/best.pt): observers only, no gradient step.
 
     Example: stereokit calibrate --run-dir runs/sf
+    Example: stereokit calibrate --run-dir runs/sf --force --set train.calibration.observer=minmax
     Example: stereokit calibrate --run-dir runs/mycam --pairs my_pairs/
     """
-    _print_calibration(_calibrate(run_dir, force, quiet, pairs))
+    _print_calibration(_calibrate(run_dir, force, quiet, pairs, set_))
 
 
 @app.command()
@@ -331,19 +333,22 @@ def qat(
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/qat/checkpoint.pt exactly."),
     force: bool = typer.Option(False, "--force", help="Start QAT over."),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", help="Launch DDP on this node through torchrun."),
+    set_: list[str] = typer.Option([], "--set", help="Change one of this stage's settings (train.qat.*) in the run's config.yaml; repeatable."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Quantization-aware training from the calibrated model (same loop as float; small LR, step decay).
 
     Example: stereokit qat --run-dir runs/sf
+    Example: stereokit qat --run-dir runs/sf --force --set train.qat.lr=1e-5   (float and calibration stay as they are)
     """
     from stereokit.engine.distributed import launch_torchrun, under_torchrun
     from stereokit.services.qat import run_qat
 
     if nproc_per_node > 1 and not under_torchrun():
         flags = [f for f, on in (("--resume", resume), ("--force", force), ("--quiet", quiet)) if on]
-        raise typer.Exit(launch_torchrun(["qat", "--run-dir", str(run_dir), *flags], nproc_per_node))
-    _print_train(run_qat(run_dir, resume=resume, force=force, show_progress=not quiet), run_dir)
+        sets = [f"--set={value}" for value in set_]
+        raise typer.Exit(launch_torchrun(["qat", "--run-dir", str(run_dir), *flags, *sets], nproc_per_node))
+    _print_train(run_qat(run_dir, resume=resume, force=force, show_progress=not quiet, overrides=set_), run_dir)
 
 
 def _without_option(argv: list[str], name: str) -> list[str]:

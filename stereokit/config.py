@@ -340,5 +340,58 @@ def config_to_yaml(cfg: StereokitConfig) -> str:
 
 def config_hash(cfg: StereokitConfig) -> str:
     """A stable hash of the resolved config, recorded in the run manifest."""
-    canon = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canon.encode()).hexdigest()
+    return _hash(cfg.model_dump(mode="json"))
+
+
+def _hash(tree: Any) -> str:
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# The settings each stage's result depends on beyond its parent's checkpoint (the lineage checks that one):
+# a stage goes stale when these change, and a setting outside them (train.qat.* for the float stage) can be
+# changed for a later stage without remaking the earlier ones. device and data.num_workers change no result.
+_SHARED = ("seed", "model", "data")
+_DEPLOY = ("model", "data", "quant", "deploy")
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "float": (*_SHARED, "train.float"),
+    "adapt": _SHARED,
+    "calibration": (*_SHARED, "train.calibration", "quant"),
+    "qat": (*_SHARED, "train.qat", "quant"),
+    "export": _DEPLOY, "export_float": _DEPLOY, "compile": _DEPLOY,
+}
+_RESOURCES = (("device",), ("data", "num_workers"))
+
+
+def stage_settings(cfg: StereokitConfig, stage: str) -> dict[str, Any]:
+    """The settings `stage` is made from, by dotted section (compile-<runtime> reads compile's)."""
+    tree = cfg.model_dump(mode="json")
+    for path in _RESOURCES:
+        parent = tree
+        for key in path[:-1]:
+            parent = parent[key]
+        parent.pop(path[-1])
+    sections = STAGE_SECTIONS.get(stage.split("-")[0], tuple(tree))
+    out: dict[str, Any] = {}
+    for dotted in sections:
+        node = tree
+        for key in dotted.split("."):
+            node = node[key]
+        out[dotted] = node
+    return out
+
+
+def stage_config_hash(cfg: StereokitConfig, stage: str) -> str:
+    """What a stage's record and checkpoint carry: the hash of stage_settings."""
+    return _hash(stage_settings(cfg, stage))
+
+
+def changed_settings(old: StereokitConfig, new: StereokitConfig, stage: str) -> list[str]:
+    """The dotted keys among `stage`'s settings whose values differ, e.g. ['model.maxdisp']."""
+    def flat(tree: Any, prefix: str) -> dict[str, Any]:
+        if not isinstance(tree, dict):
+            return {prefix: tree}
+        return {k: v for key, sub in tree.items() for k, v in flat(sub, f"{prefix}.{key}" if prefix else key).items()}
+
+    a = flat(stage_settings(old, stage), "")
+    b = flat(stage_settings(new, stage), "")
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

@@ -21,12 +21,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal
 
-from stereokit.config import config_hash
+from stereokit.config import StereokitConfig, changed_settings, load_config, stage_settings
 from stereokit.errors import StageError, StereokitError
 from stereokit.runs import (
     SCHEMA_VERSION,
     StageRecord,
     atomic_write_text,
+    made_with,
     read_manifest,
     read_stage_record,
     run_config,
@@ -137,7 +138,7 @@ class Lineage:
         self.run_dir = Path(run_dir)
         self._hashes: dict[Path, str] = {}
         self._states: dict[str, StageState] = {}
-        self._config_hash: str | None = None
+        self._config: StereokitConfig | None = None
         self._config_error: str | None = None
         # a damaged or newer run.json is refused with its own sentence; a missing one marks every stage damaged
         manifest = read_manifest(self.run_dir)
@@ -146,7 +147,7 @@ class Lineage:
             self._manifest_error = f"{self.run_dir / 'run.json'} is missing, so this is not a whole run directory"
         if (self.run_dir / "config.yaml").is_file():
             try:
-                self._config_hash = config_hash(run_config(self.run_dir))
+                self._config = run_config(self.run_dir)
             except StereokitError as exc:
                 self._config_error = str(exc)
 
@@ -202,11 +203,14 @@ class Lineage:
                                   record, remake=stage)
         if self._config_error:
             return StageState(stage, "stale", self._config_error, record, remake="float")
-        if self._config_hash is None:
+        if self._config is None:
             return StageState(stage, "stale", "the run has no config.yaml", record, remake="float")
-        if record.config_hash != self._config_hash:
-            return StageState(stage, "stale", "it was made with another config than the run's config.yaml (edited since)",
-                              record, remake="float")
+        if not made_with(record, self._config):
+            # re-make from the earliest stage whose settings changed: a parent's, when it is stale too
+            stale_parents = [s for s in (self.state(p) for p in self._parents_in(record, stage)) if s.state != "finished"]
+            reads = ", ".join(stage_settings(self._config, stage))
+            return StageState(stage, "stale", f"it was made with another config than the run's config.yaml (edited since; it reads {reads})",
+                              record, remake=next((s.remake for s in stale_parents if s.remake), stage))
         parents: list[str] = []
         for inp in record.inputs:
             path = _safe_path(self.run_dir, inp.path, where)
@@ -226,6 +230,9 @@ class Lineage:
                 return StageState(stage, "stale", f"its input {inp.path} changed after it ran (the {parent} stage was re-made)",
                                   record, remake=stage, parents=parents)
         return StageState(stage, "finished", "", record, parents=parents)
+
+    def _parents_in(self, record: StageRecord, stage: str) -> list[str]:
+        return list(dict.fromkeys(p for p in (_stage_of(i.path) for i in record.inputs) if p in PARENTS.get(stage, ())))
 
     def descendants(self, stage: str) -> list[str]:
         """Stages made (directly or not) from `stage`, by their records; unreadable ones by the flow."""
@@ -247,6 +254,32 @@ class Lineage:
                     found.append(child)
                     frontier.append(child)
         return [s for s in ALL_STAGES if s in found]
+
+
+def ancestors(stage: str) -> list[str]:
+    """Every stage `stage` may be made from, directly or not, nearest first."""
+    found: list[str] = []
+    for parent in PARENTS.get(stage, ()):
+        found += [s for s in (parent, *ancestors(parent)) if s not in found]
+    return found
+
+
+def config_for_stage(run_dir: Path, stage: str, overrides: list[str]) -> StereokitConfig:
+    """The run's config with `--set` overrides for (re)making `stage`, refused when they would change
+    the settings of a finished stage it is made from (train.qat.lr for qat: yes; model.* : no)."""
+    current = run_config(run_dir)
+    if not overrides:
+        return current
+    cfg = load_config(Path(run_dir) / "config.yaml", overrides)
+    lineage = Lineage(run_dir)
+    for ancestor in reversed(ancestors(stage)):  # the earliest first: re-making it re-makes the rest
+        st = lineage.state(ancestor)
+        if st.state == "finished" and st.record is not None and not made_with(st.record, cfg):
+            keys = ", ".join(changed_settings(current, cfg, ancestor))
+            raise StageError(f"--set {keys}: the {ancestor} stage, which the {stage} stage is made from, was made with the "
+                             f"run's values; change them by re-making {ancestor} ('{remake_command(run_dir, ancestor)} --force') "
+                             "or in a new --run-dir.")
+    return cfg
 
 
 def stage_state(run_dir: Path, stage: str) -> StageState:

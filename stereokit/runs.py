@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stereokit import __version__
-from stereokit.config import StereokitConfig, config_from_dict, config_hash, config_to_yaml, read_yaml
+from stereokit.config import StereokitConfig, changed_settings, config_from_dict, config_hash, config_to_yaml, read_yaml, stage_config_hash
 from stereokit.errors import StageError
 
 SCHEMA_VERSION = 1
@@ -193,21 +193,34 @@ def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
     atomic_write_text(Path(run_dir) / "run.json", manifest.model_dump_json(indent=2))
 
 
+def made_with(record: StageRecord, cfg: StereokitConfig) -> bool:
+    """Whether a stage's record was made with `cfg`'s settings for it (records before per-stage
+    hashes carry the whole config's hash)."""
+    return record.config_hash in (stage_config_hash(cfg, record.stage), config_hash(cfg))
+
+
 def init_run(run_dir: Path, cfg: StereokitConfig, reset: bool = False) -> RunManifest:
-    """Create the run directory or reopen it; the config must be the one the run was made with
-    once any stage has finished, so stages never mix settings silently (`reset`: start over)."""
+    """Create the run directory or reopen it; a finished stage's settings must stay the ones it was
+    made with, so stages never mix settings silently (`reset`: start over)."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    digest = config_hash(cfg)
-    if manifest is not None and manifest.config_hash != digest:
-        if not reset and any(status == "finished" for status in manifest.stages.values()):
-            raise StageError(
-                f"{run_dir}: this run was made with another config; use its config.yaml "
-                "(--config) or a new --run-dir."
-            )
-        manifest.config_hash = digest
-    if manifest is None:
-        manifest = RunManifest(config_hash=digest)
+    if manifest is not None and manifest.config_hash != config_hash(cfg) and not reset:
+        for stage, status in manifest.stages.items():
+            record = read_stage_record(run_dir, stage) if status == "finished" else None
+            if record is not None and not made_with(record, cfg):
+                keys = changed_settings(run_config(run_dir), cfg, stage)
+                raise StageError(
+                    f"{run_dir}: this run's {stage} stage was made with another config ({', '.join(keys) or 'its settings'} "
+                    "differ); use its config.yaml (--config), --force to start over, or a new --run-dir."
+                )
+    return write_run_config(run_dir, cfg, manifest)
+
+
+def write_run_config(run_dir: Path, cfg: StereokitConfig, manifest: RunManifest | None = None) -> RunManifest:
+    """config.yaml and the manifest's hash of it; the stages' records keep their own."""
+    run_dir = Path(run_dir)
+    manifest = manifest or read_manifest(run_dir) or RunManifest(config_hash=config_hash(cfg))
+    manifest.config_hash = config_hash(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
     write_manifest(run_dir, manifest)

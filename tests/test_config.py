@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stereokit.config import StereokitConfig, config_hash, config_to_yaml, load_config
+from stereokit.config import StereokitConfig, changed_settings, config_hash, config_to_yaml, load_config, stage_config_hash
 from stereokit.errors import ConfigError
 
 
@@ -52,6 +52,24 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     again = load_config(path)
     assert again == cfg and config_hash(again) == config_hash(cfg)
     assert config_hash(StereokitConfig()) != config_hash(cfg)
+
+
+def test_each_stage_hashes_only_the_settings_it_is_made_from() -> None:
+    base = StereokitConfig()
+    stages = ("float", "calibration", "qat", "export", "compile-ort")
+    def changed(override: str) -> list[str]:
+        other = load_config(None, [override])
+        return [s for s in stages if stage_config_hash(other, s) != stage_config_hash(base, s)]
+
+    assert changed("train.qat.lr=1e-5") == ["qat"]
+    assert changed("train.float.lr=1e-2") == ["float"]
+    assert changed("train.calibration.observer=minmax") == ["calibration"]
+    assert changed("quant.reduce_range=false") == ["calibration", "qat", "export", "compile-ort"]
+    assert changed("deploy.input_height=256") == ["export", "compile-ort"]
+    assert changed("model.maxdisp=96") == list(stages)
+    assert changed("device=cpu") == [] and changed("data.num_workers=0") == []  # resources change no result
+    assert changed_settings(base, load_config(None, ["train.qat.lr=1e-5", "seed=3"]), "qat") == ["seed", "train.qat.lr"]
+    assert changed_settings(base, load_config(None, ["train.qat.lr=1e-5"]), "float") == []
 
 
 @pytest.mark.parametrize(

@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from stereokit.config import StereokitConfig, config_hash, config_to_yaml, load_config
+from stereokit.config import StereokitConfig, config_hash, config_to_yaml, load_config, stage_config_hash
 from stereokit.errors import StageError
-from stereokit.lineage import Lineage, clear_for_rerun, live_lock, require_stage, stage_lock, stage_state
+from stereokit.lineage import Lineage, clear_for_rerun, config_for_stage, live_lock, require_stage, stage_lock, stage_state
 from stereokit.runs import StageRecord, artifact, atomic_write_bytes, atomic_write_text, finish_stage, init_run, read_manifest, write_stage_record
 from stereokit.services.status import run_status
 
 
-def _stage(run: Path, stage: str, parent_file: str | None, name: str, data: bytes) -> Path:
+def _stage(run: Path, stage: str, parent_file: str | None, name: str, data: bytes, per_stage: bool = False) -> Path:
+    """per_stage: the record carries its stage's settings hash (as stages write since 2026-12-05), else the
+    whole config's (as older runs carry)."""
     cfg = StereokitConfig()
     inputs = [artifact(run, run / parent_file)] if parent_file else []
-    record = StageRecord(stage=stage, config_hash=config_hash(cfg), inputs=inputs)
+    record = StageRecord(stage=stage, config_hash=stage_config_hash(cfg, stage) if per_stage else config_hash(cfg), inputs=inputs)
     write_stage_record(run, record)
     path = run / stage / name
     atomic_write_bytes(path, data)
@@ -28,12 +30,12 @@ def _stage(run: Path, stage: str, parent_file: str | None, name: str, data: byte
     return path
 
 
-def _chain(run: Path) -> dict[str, Path]:
+def _chain(run: Path, per_stage: bool = False) -> dict[str, Path]:
     init_run(run, StereokitConfig())
-    paths = {"float": _stage(run, "float", None, "best.pt", b"float weights")}
-    paths["calibration"] = _stage(run, "calibration", "float/best.pt", "checkpoint.pt", b"calibrated")
-    paths["qat"] = _stage(run, "qat", "calibration/checkpoint.pt", "best.pt", b"qat weights")
-    paths["export"] = _stage(run, "export", "qat/best.pt", "model.onnx", b"ir")
+    paths = {"float": _stage(run, "float", None, "best.pt", b"float weights", per_stage)}
+    paths["calibration"] = _stage(run, "calibration", "float/best.pt", "checkpoint.pt", b"calibrated", per_stage)
+    paths["qat"] = _stage(run, "qat", "calibration/checkpoint.pt", "best.pt", b"qat weights", per_stage)
+    paths["export"] = _stage(run, "export", "qat/best.pt", "model.onnx", b"ir", per_stage)
     return paths
 
 
@@ -68,6 +70,32 @@ def test_an_edited_config_yaml_makes_the_stages_stale(tmp_path: Path) -> None:
         require_stage(tmp_path, "float")
     with pytest.raises(StageError, match="qat stage is stale: it was made with another config.*train --stage float .*--force. first"):
         require_stage(tmp_path, "qat")
+
+
+@pytest.mark.parametrize("per_stage", [True, False])
+def test_an_edited_qat_setting_makes_only_qat_and_what_it_made_stale(tmp_path: Path, per_stage: bool) -> None:
+    _chain(tmp_path, per_stage)
+    require_stage(tmp_path, "export")
+    atomic_write_text(tmp_path / "config.yaml", config_to_yaml(load_config(None, ["train.qat.lr=1e-5"])))
+    lineage = Lineage(tmp_path)
+    if per_stage:  # float and calibration were not made from train.qat.*
+        assert [lineage.state(s).state for s in ("float", "calibration")] == ["finished", "finished"]
+        assert lineage.state("qat").remake == "qat" and "it reads seed, model, data, train.qat, quant" in lineage.state("qat").reason
+        with pytest.raises(StageError, match="export stage is stale: its parent qat is stale .*stereokit qat --run-dir .*--force. first"):
+            require_stage(tmp_path, "export")
+    else:  # a record of the whole config cannot say which settings it read: every stage goes stale
+        assert lineage.state("float").state == "stale" and lineage.state("qat").remake == "float"
+
+
+def test_set_for_a_later_stage_is_refused_when_an_earlier_one_was_made_with_it(tmp_path: Path) -> None:
+    _chain(tmp_path, per_stage=True)
+    assert config_for_stage(tmp_path, "qat", ["train.qat.lr=1e-5"]).train.qat.lr == 1e-5
+    assert config_for_stage(tmp_path, "qat", []) == StereokitConfig()
+    with pytest.raises(StageError, match=r"--set model.maxdisp, train.float.lr: the float stage, which the qat stage is made from"):
+        config_for_stage(tmp_path, "qat", ["model.maxdisp=64", "train.float.lr=1e-2"])
+    with pytest.raises(StageError, match=r"--set quant.reduce_range: the calibration stage, which the qat stage"):
+        config_for_stage(tmp_path, "qat", ["quant.reduce_range=false"])
+    assert not config_for_stage(tmp_path, "calibration", ["quant.reduce_range=false"]).quant.reduce_range
 
 
 @pytest.mark.parametrize("bad", ["../outside.pt", "/etc/passwd", "float/../../x"])

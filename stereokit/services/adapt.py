@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel
 
-from stereokit.config import StereokitConfig, config_hash
+from stereokit.config import StereokitConfig, stage_config_hash
 from stereokit.data.pairs import find_pairs, read_pair
 from stereokit.data.transforms import preprocess_image
 from stereokit.engine.checkpoint import save_checkpoint
@@ -86,7 +86,7 @@ def run_adapt(cfg: StereokitConfig, run_dir: Path, init: str, pairs_dir: Path, s
     moved = clear_for_rerun(run_dir, "adapt", force, what="an adapted model")
     init_run(run_dir, cfg)
     out = stage_dir(run_dir, "adapt")
-    record = StageRecord(stage="adapt", config_hash=config_hash(cfg))
+    record = StageRecord(stage="adapt", config_hash=stage_config_hash(cfg, "adapt"))
     record.details.update({"init": {"from": str(init), "sha256": weights.sha256}, "pairs": str(pairs_dir),
                            "pair_names": [n for n, _, _ in pairs], "settings": settings.model_dump(mode="json"), "moved_aside": moved})
     maxdisp = cfg.model.maxdisp
@@ -105,7 +105,7 @@ def run_adapt(cfg: StereokitConfig, run_dir: Path, init: str, pairs_dir: Path, s
             write_stage_record(run_dir, record)
             raise
         save_checkpoint(out / "best.pt", {"model": guard.best_state, "step": guard.best_step, "stage": "adapt",
-                                          "config_hash": config_hash(cfg), "model_config": cfg.model.model_dump()})
+                                          "config_hash": stage_config_hash(cfg, "adapt"), "model_config": cfg.model.model_dump()})
         with open(out / "log.jsonl", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(h) + "\n" for h in guard.history)
         plot_loss_curves(guard.history, out / "loss.png")  # train loss and the photometric score (its "val" curve)

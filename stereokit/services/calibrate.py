@@ -11,14 +11,14 @@ from pydantic import BaseModel
 
 from torch.utils.data import DataLoader
 
-from stereokit.config import StereokitConfig, config_hash
+from stereokit.config import StereokitConfig, stage_config_hash
 from stereokit.data.dataset import pairs_loader, build_dataloader, check_crop_fits
 from stereokit.engine.checkpoint import save_checkpoint
 from stereokit.engine.distributed import DistInfo, resolve_device
 from stereokit.progress import progress_bar
 from stereokit.quant.prepare import activation_scales, prepare_quant_model, quantized_layers, set_fake_quant, set_observers
-from stereokit.lineage import require_stage, stage_lock
-from stereokit.runs import StageRecord, recorded_artifact, atomic_write_text, finish_stage, run_config, stage_dir, write_stage_record
+from stereokit.lineage import config_for_stage, require_stage, stage_lock
+from stereokit.runs import StageRecord, recorded_artifact, atomic_write_text, finish_stage, stage_dir, write_run_config, write_stage_record
 from stereokit.services.stages import float_model, float_source
 from stereokit.services.fit_stage import prepare_stage_dir
 
@@ -34,10 +34,12 @@ class CalibrateResult(BaseModel):
     moved_aside: list[str] = []
 
 
-def run_calibrate(run_dir: Path, force: bool = False, show_progress: bool = True, pairs: Path | None = None) -> CalibrateResult:
-    """pairs: observe crops of these unlabeled rectified pairs (the deployment camera's) instead of the training split."""
+def run_calibrate(run_dir: Path, force: bool = False, show_progress: bool = True, pairs: Path | None = None,
+                  overrides: list[str] | None = None) -> CalibrateResult:
+    """pairs: observe crops of these unlabeled rectified pairs (the deployment camera's) instead of the training split.
+    overrides: --set values for this stage (train.calibration.*, quant.*), written to config.yaml once it starts."""
     run_dir = Path(run_dir)
-    cfg = run_config(run_dir)
+    cfg = config_for_stage(run_dir, "calibration", overrides or [])
     origin = float_source(run_dir)  # float, or adapt in a run made by adaptation
     float_record = require_stage(run_dir, origin)
     source = stage_dir(run_dir, origin) / "best.pt"
@@ -54,8 +56,10 @@ def run_calibrate(run_dir: Path, force: bool = False, show_progress: bool = True
         if len(loader) == 0:
             loader = build_dataloader(cfg, "train", train=False, batch_size=calib.batch_size)
     moved = prepare_stage_dir(run_dir, "calibration", resume=False, force=force, info=DistInfo())
+    if overrides:
+        write_run_config(run_dir, cfg)
     out = stage_dir(run_dir, "calibration")
-    record = StageRecord(stage="calibration", config_hash=config_hash(cfg), inputs=[source_art])
+    record = StageRecord(stage="calibration", config_hash=stage_config_hash(cfg, "calibration"), inputs=[source_art])
     record.details["calibration_data"] = str(pairs) if pairs is not None else "the training split"
     with stage_lock(run_dir, "calibration"):
         write_stage_record(run_dir, record)
@@ -85,7 +89,7 @@ def _calibrate(cfg: StereokitConfig, run_dir: Path, out: Path, model: torch.nn.M
     set_fake_quant(model, True)
     scales = activation_scales(model)
     checkpoint = out / "checkpoint.pt"
-    save_checkpoint(checkpoint, {"model": model.state_dict(), "config_hash": config_hash(cfg), "stage": "calibration"})
+    save_checkpoint(checkpoint, {"model": model.state_dict(), "config_hash": stage_config_hash(cfg, "calibration"), "stage": "calibration"})
     atomic_write_text(out / "scales.json", json.dumps(scales, indent=2))
     record.details.update({"observer": calib.observer, "percentile": calib.percentile, "activation_scales": scales,
                            "int16_modules": cfg.quant.int16_modules, "float_modules": cfg.quant.float_modules})

@@ -13,7 +13,7 @@ import onnx
 from pydantic import BaseModel
 
 from stereokit import __version__
-from stereokit.config import DataConfig, config_hash, deploy_size
+from stereokit.config import DataConfig, deploy_size, stage_config_hash
 from stereokit.data.synth import render_scene
 from stereokit.data.transforms import preprocess_image
 from stereokit.deploy import openvino_runtime
@@ -266,7 +266,7 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
     moved = clear_for_rerun(run_dir, stage, force, what="a compiled model")
     out = stage_dir(run_dir, stage)
     float_art = next((a for a in float_record.outputs if a.path == "float/best.pt"), None)
-    record = StageRecord(stage=stage, config_hash=config_hash(cfg), inputs=[ir_art] + export_record.inputs)
+    record = StageRecord(stage=stage, config_hash=stage_config_hash(cfg, stage), inputs=[ir_art] + export_record.inputs)
     if float_art is not None and float_art not in record.inputs:
         record.details["float_timed"] = float_art.model_dump()
     hbm = out / "model.hbm"

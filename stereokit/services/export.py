@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from stereokit import __version__
-from stereokit.config import StereokitConfig, config_hash, deploy_size
+from stereokit.config import StereokitConfig, deploy_size, stage_config_hash
 from stereokit.deploy.ir import metadata
 from stereokit.deploy.onnx_export import INPUTS, OUTPUT, export_onnx, output_quantization
 from stereokit.errors import StereokitError
@@ -51,7 +51,7 @@ def deploy_metadata(cfg: StereokitConfig, source: str, source_sha: str, size: tu
         "stereokit_version": __version__,
         "source_stage": source,
         "source_sha256": source_sha,
-        "config_hash": config_hash(cfg),
+        "config_hash": stage_config_hash(cfg, "export"),
         "inputs": ",".join(INPUTS),
         "output": OUTPUT,
         "input_layout": "NCHW",
@@ -87,7 +87,7 @@ def run_export(stage_path: Path, force: bool = False, height: int | None = None,
         model = DeployModel(export_copy(quant_model(cfg, checkpoint)))
     data = export_onnx(model, h, w, cfg.deploy.opset, deploy_metadata(cfg, source, source_art.sha256, (h, w)))
     moved = clear_for_rerun(run_dir, target, force, what="an export")
-    record = StageRecord(stage=target, config_hash=config_hash(cfg), inputs=[source_art])
+    record = StageRecord(stage=target, config_hash=stage_config_hash(cfg, target), inputs=[source_art])
     path = out / "model.onnx"
     with stage_lock(run_dir, target):
         write_stage_record(run_dir, record)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from torch import nn
 
-from stereokit.config import StereokitConfig, config_hash
+from stereokit.config import StereokitConfig, stage_config_hash
 from stereokit.engine.distributed import barrier, init_distributed, shutdown_distributed
 from stereokit.engine.trainer import LoopSettings
 from stereokit.quant.prepare import freeze_bn, set_observers
-from stereokit.lineage import require_stage
-from stereokit.runs import StageRecord, recorded_artifact, run_config, stage_dir
+from stereokit.lineage import config_for_stage, require_stage
+from stereokit.runs import StageRecord, recorded_artifact, stage_dir, write_run_config
 from stereokit.services.stages import quant_model
 from stereokit.services.fit_stage import TrainResult, prepare_stage_dir, run_fit_stage, training_loaders
 
@@ -45,9 +45,11 @@ def qat_step_hook(cfg: StereokitConfig):
     return on_step
 
 
-def run_qat(run_dir: Path, resume: bool = False, force: bool = False, show_progress: bool = True) -> TrainResult:
+def run_qat(run_dir: Path, resume: bool = False, force: bool = False, show_progress: bool = True,
+            overrides: list[str] | None = None) -> TrainResult:
+    """overrides: --set values for this stage (train.qat.*), written to the run's config.yaml once it starts."""
     run_dir = Path(run_dir)
-    cfg = run_config(run_dir)
+    cfg = config_for_stage(run_dir, "qat", overrides or [])
     info, device = init_distributed(cfg.device)
     try:
         source_record = require_stage(run_dir, "calibration")
@@ -56,7 +58,10 @@ def run_qat(run_dir: Path, resume: bool = False, force: bool = False, show_progr
         model = quant_model(cfg, source)  # a damaged checkpoint or missing data is refused before anything is written
         loaders = training_loaders(cfg, cfg.train.qat.batch_size)
         moved = prepare_stage_dir(run_dir, "qat", resume, force, info)
-        record = StageRecord(stage="qat", config_hash=config_hash(cfg), inputs=[source_art])
+        if overrides and info.is_main:
+            write_run_config(run_dir, cfg)
+        barrier()
+        record = StageRecord(stage="qat", config_hash=stage_config_hash(cfg, "qat"), inputs=[source_art])
         record.details.update({"int16_modules": cfg.quant.int16_modules, "float_modules": cfg.quant.float_modules})
         hook = qat_step_hook(cfg)
         result = run_fit_stage(cfg, run_dir, "qat", model, qat_settings(cfg), loaders, info, device,

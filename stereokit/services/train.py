@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from stereokit.config import StereokitConfig, config_hash
+from stereokit.config import StereokitConfig, stage_config_hash
 from stereokit.engine.distributed import barrier, init_distributed, shutdown_distributed
 from stereokit.engine.trainer import LoopSettings, amp_fallback_note, autocast_dtype
 from stereokit.models import build_stereonet
@@ -47,7 +47,7 @@ def run_train_float(
         barrier()
         torch.manual_seed(cfg.seed)
         model = build_stereonet(cfg.model)
-        record = StageRecord(stage="float", config_hash=config_hash(cfg))
+        record = StageRecord(stage="float", config_hash=stage_config_hash(cfg, "float"))
         if init is not None and not resume:
             weights = init_from(model, cfg, init)
             record.details["init"] = {"from": str(init), "sha256": weights.sha256}

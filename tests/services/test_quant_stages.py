@@ -141,3 +141,31 @@ def test_qat_keeps_the_calibrated_model_when_no_step_beats_it_on_validation(tiny
     weights = [k for k, v in best["model"].items() if k.endswith(".weight") and v.is_floating_point()]
     assert weights and all(torch.equal(best["model"][k], calibrated[k]) for k in weights)
     assert run_eval(run, "qat", show_progress=False).epe == pytest.approx(run_eval(run, "calibration", show_progress=False).epe, rel=1e-6)
+
+
+def test_qat_can_be_retried_with_other_settings_without_remaking_float(quant_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(quant_run, run)
+    float_record = (run / "float" / "stage.json").read_bytes()
+    # a setting an earlier stage was made with: refused, naming it, nothing changed
+    before = {str(p): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    refused = subprocess.run([STEREOKIT, "qat", "--run-dir", str(run), "--force", "--set", "model.maxdisp=64"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "--set model.maxdisp: the float stage, which the qat stage is made from" in " ".join(refused.stderr.split())
+    assert {str(p): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
+    # QAT's own learning rate: QAT is re-made, float and calibration stay finished and untouched
+    done = subprocess.run([STEREOKIT, "qat", "--run-dir", str(run), "--force", "--quiet", "--set", "train.qat.lr=2e-5",
+                           "--set", "train.qat.epochs=1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "lr: 2.0e-05" in (run / "config.yaml").read_text()
+    for stage in ("float", "calibration", "qat"):
+        require_stage(run, stage)
+    assert (run / "float" / "stage.json").read_bytes() == float_record
+    assert read_stage_record(run, "qat").details["world_size"] == 1
+    # the float stage refuses a changed QAT setting that the finished qat stage was made with
+    cfg = run / "config.yaml"
+    refused = subprocess.run([STEREOKIT, "train", "--stage", "float", "--config", str(cfg), "--run-dir", str(run),
+                              "--resume", "--set", "train.qat.lr=3e-5"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "this run's qat stage was made with another config (train.qat.lr differ)" in " ".join(refused.stderr.split())
