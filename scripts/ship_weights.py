@@ -17,7 +17,7 @@ from stereokit.config import config_hash
 from stereokit.engine.checkpoint import load_checkpoint
 from stereokit.runs import read_stage_record, run_config
 from stereokit.services.predictors import open_predictor
-from stereokit.weights import PACKAGE_DIR, write_weights
+from stereokit.weights import PACKAGE_DIR, shipped_names, write_weights
 from stereokit.weights.check import check_set_epe
 
 
@@ -44,7 +44,10 @@ def main() -> None:
         "card": "docs/model_card.md",
     }
     if record and record.details.get("init"):  # a fine-tune or continuation: the weights it started from
-        card["init"] = record.details["init"]
+        init = dict(record.details["init"])
+        if init.get("from") in shipped_names():
+            init.pop("path", None)  # a shipped model is named by name and sha256, not this machine's install path
+        card["init"] = init
     if args.extra:
         card.update(json.loads(args.extra.read_text()))
     digest = write_weights(PACKAGE_DIR / f"{args.name}.pt", best["model"], cfg, card)
