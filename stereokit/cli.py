@@ -715,7 +715,7 @@ def infer(
 @user_errors
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where the data, the run and the report go."),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help="Scale the fixed schedule (about 11 minutes on 2 CPU cores) to roughly this long; the summary records the factor."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Scale the fixed schedule (about 7.5 minutes on 2 CPU cores) to roughly this long; the summary records the factor."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     force: bool = typer.Option(False, "--force", help="Start over instead of skipping finished stages."),
 ) -> None:

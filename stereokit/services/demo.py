@@ -79,7 +79,7 @@ DEMO_OVERRIDES = [
 INIT = "shipped"
 # A fixed schedule, so two runs give the same numbers; `--minutes` scales it (the summary says by how much).
 FLOAT_STEPS, QAT_STEPS, NUM_TRAIN, NUM_TEST = 300, 60, 400, 24
-NOMINAL_MINUTES = 10.7  # what the whole schedule took on 2 CPU cores (an AVX2 EPYC, 2026-12-04), see docs/performance.md
+NOMINAL_MINUTES = 7.5  # what the whole schedule took on 2 CPU cores (an AVX2 EPYC, 2026-12-05), see docs/performance.md
 
 
 @dataclass(frozen=True)
