@@ -10,6 +10,7 @@ from torch import nn
 from stereokit.config import StereokitConfig, stage_config_hash
 from stereokit.engine.distributed import barrier, init_distributed, shutdown_distributed
 from stereokit.engine.trainer import LoopSettings
+from stereokit.errors import StageError
 from stereokit.quant.prepare import freeze_bn, set_observers
 from stereokit.lineage import config_for_stage, require_stage
 from stereokit.runs import StageRecord, recorded_artifact, stage_dir, write_run_config
@@ -49,6 +50,8 @@ def run_qat(run_dir: Path, resume: bool = False, force: bool = False, show_progr
             overrides: list[str] | None = None) -> TrainResult:
     """overrides: --set values for this stage (train.qat.*), written to the run's config.yaml once it starts."""
     run_dir = Path(run_dir)
+    if resume and overrides:
+        raise StageError("--set with --resume: a resumed stage keeps the settings it started with; use --force to start QAT over with new ones.")
     cfg = config_for_stage(run_dir, "qat", overrides or [])
     info, device = init_distributed(cfg.device)
     try:

@@ -154,6 +154,9 @@ def test_qat_can_be_retried_with_other_settings_without_remaking_float(quant_run
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "--set model.maxdisp: the float stage, which the qat stage is made from" in " ".join(refused.stderr.split())
     assert {str(p): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
+    with pytest.raises(StereokitError, match="--set with --resume"):
+        run_qat(run, resume=True, show_progress=False, overrides=["train.qat.lr=2e-5"])
+    assert {str(p): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
     # QAT's own learning rate: QAT is re-made, float and calibration stay finished and untouched
     done = subprocess.run([STEREOKIT, "qat", "--run-dir", str(run), "--force", "--quiet", "--set", "train.qat.lr=2e-5",
                            "--set", "train.qat.epochs=1"], capture_output=True, text=True, timeout=300)
