@@ -8,7 +8,9 @@ against OpenCV's filled SGBM on Middlebury's Motorcycle, at scikit-image's size 
 EPE, bad-2 and bad-3 over every pixel with ground truth (per image; one image per row). The models run
 as infer runs them (--scale auto: stereokit/engine/input_scale.py), and the float model once more at
 the pair's own size; SGBM at the pair's own size and at the float model's auto scale (the better of
-the two is the bar). Pictures: left | ground truth | SGBM | stereokit | stereokit's error (0-5 px).
+the two is the bar). A compiled model has one input size and pads every pair to it, which moves the
+prediction near the bottom and right edges: the run's float model padded the same way is the row to
+hold it to. Pictures: left | ground truth | SGBM | stereokit | stereokit's error (0-5 px).
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ def predictors(args: argparse.Namespace) -> dict[str, PairPredictor]:
                 out[f"stereokit {stage} int8"] = stage_predictor(args.run, stage, args.scale)
         for hbm in sorted(args.run.glob("compile*/model.hbm")):  # compile/, and compile-ort/ or compile-openvino/
             name = "stereokit compiled int8" + ("" if hbm.parent.name == "compile" else f" ({hbm.parent.name})")
-            out[name] = open_predictor(hbm, "cpu", args.scale)
+            out[name] = compiled = open_predictor(hbm, "cpu", args.scale)
+            h, w = compiled.fit or (0, 0)
+            if (args.run / "float" / "stage.json").is_file():  # what quantization alone costs: the same padded input
+                out[f"stereokit float at {hbm.parent.name}'s input {w}x{h}"] = stage_predictor(args.run, "float", args.scale, compiled.fit)
     return out
 
 

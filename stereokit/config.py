@@ -385,6 +385,12 @@ def stage_config_hash(cfg: StereokitConfig, stage: str) -> str:
     return _hash(stage_settings(cfg, stage))
 
 
+def made_with_settings(recorded: object, cfg: StereokitConfig, stage: str) -> bool:
+    """Whether a recorded hash (a stage record's or a checkpoint's) is `cfg`'s for `stage`; artifacts
+    written before per-stage hashes carry the whole config's hash, and still count."""
+    return recorded in (stage_config_hash(cfg, stage), config_hash(cfg))
+
+
 def changed_settings(old: StereokitConfig, new: StereokitConfig, stage: str) -> list[str]:
     """The dotted keys among `stage`'s settings whose values differ, e.g. ['model.maxdisp']."""
     def flat(tree: Any, prefix: str) -> dict[str, Any]:

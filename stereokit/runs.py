@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stereokit import __version__
-from stereokit.config import StereokitConfig, changed_settings, config_from_dict, config_hash, config_to_yaml, read_yaml, stage_config_hash
+from stereokit.config import StereokitConfig, changed_settings, config_from_dict, config_hash, config_to_yaml, made_with_settings, read_yaml
 from stereokit.errors import StageError
 
 SCHEMA_VERSION = 1
@@ -196,7 +196,7 @@ def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
 def made_with(record: StageRecord, cfg: StereokitConfig) -> bool:
     """Whether a stage's record was made with `cfg`'s settings for it (records before per-stage
     hashes carry the whole config's hash)."""
-    return record.config_hash in (stage_config_hash(cfg, record.stage), config_hash(cfg))
+    return made_with_settings(record.config_hash, cfg, record.stage)
 
 
 def init_run(run_dir: Path, cfg: StereokitConfig, reset: bool = False) -> RunManifest:

@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel
 from torch.utils.data import DataLoader
 
-from stereokit.config import StereokitConfig, config_hash, stage_config_hash
+from stereokit.config import StereokitConfig, made_with_settings, stage_config_hash
 from stereokit.data.dataset import build_dataloader, check_crop_fits
 from stereokit.engine.checkpoint import load_checkpoint, load_model_weights
 from stereokit.engine.distributed import DistInfo, barrier
@@ -56,7 +56,7 @@ def prepare_stage_dir(run_dir: Path, stage: str, resume: bool, force: bool, info
 
 def resume_state(out: Path, model: torch.nn.Module, cfg: StereokitConfig) -> dict[str, Any]:
     state = load_checkpoint(out / "checkpoint.pt")
-    if state.get("config_hash") not in (stage_config_hash(cfg, out.name), config_hash(cfg)):
+    if not made_with_settings(state.get("config_hash"), cfg, out.name):
         raise StageError(f"{out / 'checkpoint.pt'}: written with another config than this run's; resume with the run's config.yaml.")
     load_model_weights(model, state["model"], out / "checkpoint.pt")
     return state

@@ -82,7 +82,7 @@ def _normalisation(meta: dict[str, str], name: Path) -> DataConfig:
     return DataConfig(mean=mean, std=std, rgb_input=str(meta["rgb_input"]) == "true")
 
 
-def _fixed_shape_predict(runtime: Runtime, left: torch.Tensor, right: torch.Tensor) -> tuple[np.ndarray, str]:
+def _fixed_shape_predict(runtime: Runtime | _TorchAtShape, left: torch.Tensor, right: torch.Tensor) -> tuple[np.ndarray, str]:
     """Pad to the model's shape when the image fits, else resize and rescale the disparity."""
     h, w = left.shape[-2:]
     if h <= runtime.height and w <= runtime.width:
@@ -99,35 +99,53 @@ def _fixed_shape_predict(runtime: Runtime, left: torch.Tensor, right: torch.Tens
     return disp, f"resized {w}x{h} to the model's {runtime.width}x{runtime.height}; disparity scaled by {scale:.4f}"
 
 
+@dataclass
+class _TorchAtShape:
+    """A torch model called as a fixed-shape runtime is (normalised numpy [1,3,H,W] in, pixels out), so
+    _fixed_shape_predict pads its input exactly as it pads a compiled model's."""
+
+    predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    height: int
+    width: int
+
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.predict(torch.from_numpy(left), torch.from_numpy(right)).numpy()
+
+
 def _torch_pair_predictor(name: str, model: torch.nn.Module, cfg_data: DataConfig, maxdisp: int, what: str,
-                          scale: float | None) -> PairPredictor:
+                          scale: float | None, fit: tuple[int, int] | None = None) -> PairPredictor:
     predict = torch_predictor(model, maxdisp)
 
     def run(left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
         left, right = preprocess_image(left_bgr, cfg_data), preprocess_image(right_bgr, cfg_data)
+        if fit is not None:
+            disp, how = _fixed_shape_predict(_TorchAtShape(predict, *fit), left, right)
+            return disp, f"{how} ({what}, torch)"
         with torch.no_grad():
             disp = predict(left, right)[0, 0].numpy()
         h, w = left_bgr.shape[:2]
         padded = f"padded {w}x{h} to {-(-w // 32) * 32}x{-(-h // 32) * 32} (a multiple of 32) and cropped back" if (h % 32 or w % 32) else f"{w}x{h}, a multiple of 32"
         return disp, f"{padded} ({what}, torch)"
 
-    return PairPredictor(name, float(maxdisp), "torch", run, scale)
+    return PairPredictor(name, float(maxdisp), "torch", run, scale, fit)
 
 
-def stage_predictor(run_dir: Path, stage: str, scale: float | None = None) -> PairPredictor:
-    """A run's stage (float, calibration, qat, or int_infer: the integer model) in torch, its chain verified."""
+def stage_predictor(run_dir: Path, stage: str, scale: float | None = None, fit: tuple[int, int] | None = None) -> PairPredictor:
+    """A run's stage (float, calibration, qat, or int_infer: the integer model) in torch, its chain verified.
+    `fit` (h, w): run it as a model compiled at that size runs (padded to it), to compare the two."""
     cfg = run_config(run_dir)
     checkpoint = stage_checkpoint(run_dir, stage)
     model = prepare_for_inference(load_stage_model(cfg, stage, checkpoint))
-    return _torch_pair_predictor(str(Path(run_dir) / stage), model, cfg.data, cfg.model.maxdisp, f"{stage} model", scale)
+    return _torch_pair_predictor(str(Path(run_dir) / stage), model, cfg.data, cfg.model.maxdisp, f"{stage} model", scale, fit)
 
 
-def weights_predictor(weights: Weights, scale: float | None = None) -> PairPredictor:
-    """A weights file (a shipped model) as a float torch model."""
+def weights_predictor(weights: Weights, scale: float | None = None, fit: tuple[int, int] | None = None) -> PairPredictor:
+    """A weights file (a shipped model) as a float torch model (`fit`: as stage_predictor's)."""
     model = build_stereonet(weights.model)
     load_model_weights(model, weights.state_dict, weights.path)
     return _torch_pair_predictor(weights.name, prepare_for_inference(model), weights.data, weights.model.maxdisp,
-                                 f"{weights.name} weights, float", scale)
+                                 f"{weights.name} weights, float", scale, fit)
 
 
 def open_predictor(model_path: Path | str | None = None, provider: str = "auto", scale: float | None = None) -> PairPredictor:

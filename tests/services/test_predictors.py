@@ -9,7 +9,8 @@ import numpy as np
 from stereokit.data.synth import render_scene
 from stereokit.data.validity import valid_mask
 from stereokit.engine.metrics import BenchmarkMetrics
-from stereokit.services.predictors import open_predictor
+from stereokit.services.predictors import open_predictor, weights_predictor
+from stereokit.weights import load_shipped
 from stereokit.weights.check import SHIPPED_SCENES
 
 
@@ -36,3 +37,15 @@ def test_a_fixed_factor_is_applied_and_named() -> None:
     disp, how = predictor(scene.left, scene.right)
     assert disp.shape == (128, 256) and "resized 256x128 to 512x256 (--scale 2)" in how
     assert predictor.last_scale == 2.0  # infer's range note and colours use maxdisp / 2 in the pair's pixels
+
+
+def test_a_float_model_can_run_as_a_fixed_shape_model_pads() -> None:
+    """bench_real holds a compiled model to its float model fed the same padded input."""
+    scene = render_scene(np.random.default_rng([4242, 11]), 128, 256, 64, SHIPPED_SCENES)
+    at_fit = weights_predictor(load_shipped(), 1.0, fit=(256, 384))
+    disp, how = at_fit(scene.left, scene.right)
+    assert disp.shape == (128, 256) and "padded 256x128 to the model's 384x256 and cropped back" in how
+    assert at_fit.fit == (256, 384)
+    pad = lambda v: cv2.copyMakeBorder(v, 0, 128, 0, 128, cv2.BORDER_REPLICATE)  # noqa: E731
+    by_hand, _ = open_predictor(scale=1.0)(pad(scene.left), pad(scene.right))
+    np.testing.assert_allclose(disp, by_hand[:128, :256], atol=1e-3)
