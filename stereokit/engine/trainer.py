@@ -239,6 +239,71 @@ def _ranks_in_sync(model: nn.Module, info: DistInfo) -> bool:
     return all(d == digests[0] for d in digests)
 
 
+@dataclass
+class _Record:
+    """Where a fit stands and what it writes: the step, the best validation EPE, log.jsonl, the
+    checkpoints (rank 0 writes; the other ranks keep their random streams beside it)."""
+
+    model: nn.Module
+    opt: _Optimization
+    out_dir: Path
+    info: DistInfo
+    steps_per_epoch: int
+    extra_state: Callable[[], dict[str, Any]] | None
+    step: int = 0
+    best_epe: float | None = None
+    last_val: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    t0: float = field(default_factory=time.perf_counter)
+
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / "log.jsonl"
+
+    def resume(self, state: dict[str, Any]) -> None:
+        self.opt.load(state)
+        self.step, self.best_epe = int(state["step"]), state.get("best_epe")
+        _restore_rng(state, self.out_dir, self.info)
+        if self.info.is_main:
+            self.history = _truncate_log(self.log_path, self.step)
+
+    def elapsed(self) -> float:
+        return round(time.perf_counter() - self.t0, 3)
+
+    def save(self, name: str) -> None:
+        if not self.info.is_main:
+            if name == "checkpoint.pt":
+                save_rank_rng(self.out_dir, self.info.rank)
+            return
+        payload = {"model": self.model.state_dict(), **self.opt.state(), "step": self.step,
+                   "epoch": self.step // self.steps_per_epoch, "best_epe": self.best_epe, "rng": rng_state()}
+        payload.update(self.extra_state() if self.extra_state else {})
+        save_checkpoint(self.out_dir / name, payload)
+
+    def log(self, entry: dict[str, Any]) -> None:
+        if self.info.is_main:
+            self.history.append(entry)
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    def validate(self, val_loader: DataLoader, maxdisp: int, device: torch.device, epoch: int) -> None:
+        sync_buffers(self.model)
+        self.last_val = evaluate(self.model, val_loader, maxdisp, device, show_progress=False)
+        self.log({"step": self.step, "epoch": epoch, "val": self.last_val, "elapsed_s": self.elapsed()})
+        if self.best_epe is None or self.last_val["epe"] < self.best_epe:
+            self.best_epe = self.last_val["epe"]
+            self.save("best.pt")
+
+
+def _step_network(model: nn.Module, settings: LoopSettings, info: DistInfo, device: torch.device) -> nn.Module:
+    """What a training step calls: `model`, DDP-wrapped across ranks, compiled when asked; checkpoints
+    and validation use the eager `model`."""
+    net: nn.Module = model
+    if info.distributed:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(net) if settings.compile else net
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -263,87 +328,44 @@ def fit(
         raise StereokitError("the training split has fewer samples than one batch; lower the batch size or add data.")
     total_steps = settings.max_steps or settings.epochs * steps_per_epoch
     opt = _build_optimization(model, settings, steps_per_epoch, total_steps, device)
-
-    step, best_epe = 0, None
-    log_path = out_dir / "log.jsonl"
-    history: list[dict[str, Any]] = []
+    rec = _Record(model, opt, out_dir, info, steps_per_epoch, extra_state)
     if resume is not None:
-        opt.load(resume)
-        step, best_epe = int(resume["step"]), resume.get("best_epe")
-        _restore_rng(resume, out_dir, info)
-        if info.is_main:
-            history = _truncate_log(log_path, step)
-
-    net: nn.Module = model
-    if info.distributed:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if settings.compile:
-        # the step's forward and backward only: checkpoints and validation use the eager `model`
-        net = torch.compile(net)
-
-    def save(path: Path) -> None:
-        if not info.is_main:
-            if path.name == "checkpoint.pt":
-                save_rank_rng(out_dir, info.rank)
-            return
-        payload = {"model": model.state_dict(), **opt.state(), "step": step, "epoch": step // steps_per_epoch,
-                   "best_epe": best_epe, "rng": rng_state()}
-        payload.update(extra_state() if extra_state else {})
-        save_checkpoint(path, payload)
-
-    def log(entry: dict[str, Any]) -> None:
-        if info.is_main:
-            history.append(entry)
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
-
-    last_val: dict[str, Any] | None = None
-    t0 = time.perf_counter()
-
-    def validate(epoch: int) -> None:
-        nonlocal best_epe, last_val
-        sync_buffers(model)
-        last_val = evaluate(model, val_loader, maxdisp, device, show_progress=False)
-        log({"step": step, "epoch": epoch, "val": last_val, "elapsed_s": round(time.perf_counter() - t0, 3)})
-        if best_epe is None or last_val["epe"] < best_epe:
-            best_epe = last_val["epe"]
-            save(out_dir / "best.pt")
+        rec.resume(resume)
+    net = _step_network(model, settings, info, device)
 
     with _interrupt_flag() as interrupted, progress_bar(out_dir.name, total_steps, enabled=info.is_main and show_progress) as advance:
-        advance(step)
-        if settings.validate_start and val_loader is not None and step == 0:
-            validate(-1)
-        while step < total_steps:
-            epoch = _start_epoch(train_loader, step, steps_per_epoch)
+        advance(rec.step)
+        if settings.validate_start and val_loader is not None and rec.step == 0:
+            rec.validate(val_loader, maxdisp, device, -1)
+        while rec.step < total_steps:
+            epoch = _start_epoch(train_loader, rec.step, steps_per_epoch)
             net.train()
             for batch in train_loader:
                 if on_step is not None:
-                    on_step(model, step)
-                loss = _train_step(net, model, batch, opt, settings, device, maxdisp, loss_weights, step, out_dir)
-                step += 1
+                    on_step(model, rec.step)
+                loss = _train_step(net, model, batch, opt, settings, device, maxdisp, loss_weights, rec.step, out_dir)
+                rec.step += 1
                 advance(1, status=f"loss {loss:.3f}")
-                if step % settings.log_every_steps == 0 or step == total_steps:
-                    log({"step": step, "epoch": epoch, "loss": loss, "lr": opt.optimizer.param_groups[0]["lr"],
-                         "elapsed_s": round(time.perf_counter() - t0, 3)})
-                if step % settings.checkpoint_every_steps == 0:
-                    save(out_dir / "checkpoint.pt")
+                if rec.step % settings.log_every_steps == 0 or rec.step == total_steps:
+                    rec.log({"step": rec.step, "epoch": epoch, "loss": loss, "lr": opt.optimizer.param_groups[0]["lr"],
+                             "elapsed_s": rec.elapsed()})
+                if rec.step % settings.checkpoint_every_steps == 0:
+                    rec.save("checkpoint.pt")
                 if broadcast_flag(interrupted["set"], device):
-                    save(out_dir / "checkpoint.pt")
-                    raise TrainingInterrupted(
-                        f"{out_dir}: interrupted at step {step}; checkpoint written, continue with --resume."
-                    )
-                if step >= total_steps:
+                    rec.save("checkpoint.pt")
+                    raise TrainingInterrupted(f"{out_dir}: interrupted at step {rec.step}; checkpoint written, continue with --resume.")
+                if rec.step >= total_steps:
                     break
-            finished_epochs = math.ceil(step / steps_per_epoch)
-            epoch_done = step % steps_per_epoch == 0 or step >= total_steps
-            if val_loader is not None and epoch_done and (finished_epochs % settings.val_every_epochs == 0 or step >= total_steps):
-                validate(finished_epochs - 1)
-            save(out_dir / "checkpoint.pt")
+            finished_epochs = math.ceil(rec.step / steps_per_epoch)
+            epoch_done = rec.step % steps_per_epoch == 0 or rec.step >= total_steps
+            if val_loader is not None and epoch_done and (finished_epochs % settings.val_every_epochs == 0 or rec.step >= total_steps):
+                rec.validate(val_loader, maxdisp, device, finished_epochs - 1)
+            rec.save("checkpoint.pt")
 
     sync_buffers(model)
     if info.is_main and (val_loader is None or not (out_dir / "best.pt").exists()):
-        save(out_dir / "best.pt")
+        rec.save("best.pt")
     in_sync = _ranks_in_sync(model, info)
     if info.is_main:
-        plot_loss_curves(history, out_dir / "loss.png")
-    return FitResult(step, math.ceil(total_steps / steps_per_epoch), best_epe, last_val, history, in_sync)
+        plot_loss_curves(rec.history, out_dir / "loss.png")
+    return FitResult(rec.step, math.ceil(total_steps / steps_per_epoch), rec.best_epe, rec.last_val, rec.history, in_sync)
