@@ -274,7 +274,7 @@ def config_for_stage(run_dir: Path, stage: str, overrides: list[str]) -> Stereok
     lineage = Lineage(run_dir)
     for ancestor in reversed(ancestors(stage)):  # the earliest first: re-making it re-makes the rest
         st = lineage.state(ancestor)
-        if st.state == "finished" and st.record is not None and not made_with(st.record, cfg):
+        if st.state == "finished" and st.record is not None and not made_with(st.record, cfg, current):
             keys = ", ".join(changed_settings(current, cfg, ancestor))
             raise StageError(f"--set {keys}: the {ancestor} stage, which the {stage} stage is made from, was made with the "
                              f"run's values; change them by re-making {ancestor} ('{remake_command(run_dir, ancestor)} --force') "

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stereokit import __version__
-from stereokit.config import StereokitConfig, changed_settings, config_from_dict, config_hash, config_to_yaml, made_with_settings, read_yaml
+from stereokit.config import StereokitConfig, changed_settings, config_from_dict, config_hash, config_to_yaml, made_with_settings, read_yaml, stage_config_hash
 from stereokit.errors import StageError
 
 SCHEMA_VERSION = 1
@@ -193,10 +193,14 @@ def write_manifest(run_dir: Path, manifest: RunManifest) -> None:
     atomic_write_text(Path(run_dir) / "run.json", manifest.model_dump_json(indent=2))
 
 
-def made_with(record: StageRecord, cfg: StereokitConfig) -> bool:
-    """Whether a stage's record was made with `cfg`'s settings for it (records before per-stage
-    hashes carry the whole config's hash)."""
-    return made_with_settings(record.config_hash, cfg, record.stage)
+def made_with(record: StageRecord, cfg: StereokitConfig, run_cfg: StereokitConfig | None = None) -> bool:
+    """Whether a stage's record was made with `cfg`'s settings for it. A record from before per-stage
+    hashes carries the whole hash of the config.yaml it was made with: given that config (`run_cfg`),
+    only its stage's settings need to match."""
+    if made_with_settings(record.config_hash, cfg, record.stage):
+        return True
+    return (run_cfg is not None and record.config_hash == config_hash(run_cfg)
+            and stage_config_hash(run_cfg, record.stage) == stage_config_hash(cfg, record.stage))
 
 
 def init_run(run_dir: Path, cfg: StereokitConfig, reset: bool = False) -> RunManifest:
@@ -205,10 +209,11 @@ def init_run(run_dir: Path, cfg: StereokitConfig, reset: bool = False) -> RunMan
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     if manifest is not None and manifest.config_hash != config_hash(cfg) and not reset:
+        current = run_config(run_dir)
         for stage, status in manifest.stages.items():
             record = read_stage_record(run_dir, stage) if status == "finished" else None
-            if record is not None and not made_with(record, cfg):
-                keys = changed_settings(run_config(run_dir), cfg, stage)
+            if record is not None and not made_with(record, cfg, current):
+                keys = changed_settings(current, cfg, stage)
                 raise StageError(
                     f"{run_dir}: this run's {stage} stage was made with another config ({', '.join(keys) or 'its settings'} "
                     "differ); use its config.yaml (--config), --force to start over, or a new --run-dir."
@@ -220,11 +225,24 @@ def write_run_config(run_dir: Path, cfg: StereokitConfig, manifest: RunManifest 
     """config.yaml and the manifest's hash of it; the stages' records keep their own."""
     run_dir = Path(run_dir)
     manifest = manifest or read_manifest(run_dir) or RunManifest(config_hash=config_hash(cfg))
+    if (run_dir / "config.yaml").is_file() and manifest.config_hash != config_hash(cfg):
+        _pin_whole_config_records(run_dir, run_config(run_dir), manifest)
     manifest.config_hash = config_hash(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", config_to_yaml(cfg))
     write_manifest(run_dir, manifest)
     return manifest
+
+
+def _pin_whole_config_records(run_dir: Path, old: StereokitConfig, manifest: RunManifest) -> None:
+    """Before config.yaml changes: a record that carries the old file's whole hash (written before
+    per-stage hashes) gets its stage's settings hash from that file, which it was made with; once the
+    file changes, nothing else could tell."""
+    for stage in manifest.stages:
+        record = read_stage_record(run_dir, stage)
+        if record is not None and record.config_hash == config_hash(old):
+            record.config_hash = stage_config_hash(old, stage)
+            atomic_write_text(stage_dir(run_dir, stage) / "stage.json", record.model_dump_json(indent=2))
 
 
 def run_config(run_dir: Path) -> StereokitConfig:

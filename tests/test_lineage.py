@@ -13,7 +13,8 @@ import pytest
 from stereokit.config import StereokitConfig, config_hash, config_to_yaml, load_config, stage_config_hash
 from stereokit.errors import StageError
 from stereokit.lineage import Lineage, clear_for_rerun, config_for_stage, live_lock, require_stage, stage_lock, stage_state
-from stereokit.runs import StageRecord, artifact, atomic_write_bytes, atomic_write_text, finish_stage, init_run, read_manifest, write_stage_record
+from stereokit.runs import (StageRecord, artifact, atomic_write_bytes, atomic_write_text, finish_stage, init_run, read_manifest,
+                            read_stage_record, write_run_config, write_stage_record)
 from stereokit.services.status import run_status
 
 
@@ -96,6 +97,21 @@ def test_set_for_a_later_stage_is_refused_when_an_earlier_one_was_made_with_it(t
     with pytest.raises(StageError, match=r"--set quant.reduce_range: the calibration stage, which the qat stage"):
         config_for_stage(tmp_path, "qat", ["quant.reduce_range=false"])
     assert not config_for_stage(tmp_path, "calibration", ["quant.reduce_range=false"]).quant.reduce_range
+
+
+def test_set_on_a_run_from_before_per_stage_hashes_changes_only_that_stage(tmp_path: Path) -> None:
+    """Records carrying the whole config's hash: a later stage's --set is accepted, and writing the new
+    config.yaml pins each record to its own settings, so float stays finished and only qat goes stale."""
+    _chain(tmp_path, per_stage=False)
+    cfg = config_for_stage(tmp_path, "qat", ["train.qat.lr=1e-5"])
+    with pytest.raises(StageError, match=r"--set model.maxdisp: the float stage"):
+        config_for_stage(tmp_path, "qat", ["model.maxdisp=64"])
+    write_run_config(tmp_path, cfg)
+    assert read_stage_record(tmp_path, "float").config_hash == stage_config_hash(StereokitConfig(), "float")
+    lineage = Lineage(tmp_path)
+    assert [lineage.state(s).state for s in ("float", "calibration")] == ["finished", "finished"]
+    assert lineage.state("qat").state == "stale" and lineage.state("qat").remake == "qat"
+    init_run(tmp_path, cfg)  # the float stage's own command accepts the run's new config
 
 
 @pytest.mark.parametrize("bad", ["../outside.pt", "/etc/passwd", "float/../../x"])
