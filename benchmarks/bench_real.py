@@ -50,8 +50,8 @@ def predictors(args: argparse.Namespace) -> dict[str, PairPredictor]:
         for hbm in sorted(args.run.glob("compile*/model.hbm")):  # compile/, and compile-ort/ or compile-openvino/
             name = "stereokit compiled int8" + ("" if hbm.parent.name == "compile" else f" ({hbm.parent.name})")
             out[name] = compiled = open_predictor(hbm, "cpu", args.scale)
-            h, w = compiled.fit or (0, 0)
-            if (args.run / "float" / "stage.json").is_file():  # what quantization alone costs: the same padded input
+            if compiled.fit and (args.run / "float" / "stage.json").is_file():  # what quantization alone costs: the same padded input
+                h, w = compiled.fit
                 out[f"stereokit float at {hbm.parent.name}'s input {w}x{h}"] = stage_predictor(args.run, "float", args.scale, compiled.fit)
     return out
 
