@@ -62,6 +62,16 @@ def resume_state(out: Path, model: torch.nn.Module, cfg: StereokitConfig) -> dic
     return state
 
 
+def resumed_init(state: dict[str, Any], given: dict[str, str] | None, checkpoint: Path) -> dict[str, str] | None:
+    """The weights a resumed run started from: its checkpoint's record of them (checkpoints written
+    before it was kept have none: then what --init names); refused when --init names other weights."""
+    started = state.get("init")
+    if started and given and started.get("sha256") != given["sha256"]:
+        raise StageError(f"{checkpoint}: this run started from {started.get('from')} (sha256 {str(started.get('sha256'))[:12]}), "
+                         f"not --init {given['from']} ({given['sha256'][:12]}); resume without --init, or start a new run.")
+    return started or given
+
+
 def run_fit_stage(
     cfg: StereokitConfig,
     run_dir: Path,
@@ -83,10 +93,14 @@ def run_fit_stage(
     train_loader, val_loader = loaders
     batch_size = train_loader.batch_size
     state = resume_state(out, model, cfg) if resume else None
+    if state is not None and (started_from := resumed_init(state, record.details.get("init"), out / "checkpoint.pt")):
+        record.details["init"] = started_from
     record.details.update({"world_size": info.world_size, "device": str(device), "batch_size_per_process": batch_size,
                            "train_samples": len(train_loader.dataset), "val_samples": len(val_loader.dataset),
                            "selection_split": selection_split(cfg, len(val_loader.dataset))})
     extras = {"config_hash": stage_config_hash(cfg, stage), "stage": stage, "model_config": cfg.model.model_dump(), **(extra_state or {})}
+    if "init" in record.details:  # so a resumed run's record still says which weights it started from
+        extras["init"] = record.details["init"]
     try:
         with stage_lock(run_dir, stage) if info.is_main else nullcontext():
             if info.is_main:

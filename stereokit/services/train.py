@@ -13,8 +13,9 @@ from stereokit.engine.trainer import LoopSettings, amp_fallback_note, autocast_d
 from stereokit.models import build_stereonet
 from stereokit.quant.prepare import check_precision_map
 from stereokit.runs import StageRecord, init_run, stage_dir
-from stereokit.services.fit_stage import TrainResult, prepare_stage_dir, resume_state, run_fit_stage, training_loaders
-from stereokit.weights import PACKAGE_DIR, init_from
+from stereokit.services.fit_stage import (TrainResult, prepare_stage_dir, resume_state, resumed_init, run_fit_stage,
+                                          training_loaders)
+from stereokit.weights import PACKAGE_DIR, Weights, init_from
 
 
 def float_settings(cfg: StereokitConfig) -> LoopSettings:
@@ -27,6 +28,14 @@ def float_settings(cfg: StereokitConfig) -> LoopSettings:
     )
 
 
+def init_details(weights: Weights, init: str) -> dict[str, str]:
+    """What the stage record and the checkpoint keep of --init: a shipped model by name and hash, a file by its path too."""
+    details = {"from": str(init), "sha256": weights.sha256}
+    if weights.path.parent != PACKAGE_DIR:  # not where this machine installed a shipped model
+        details["path"] = str(weights.path)
+    return details
+
+
 def run_train_float(
     cfg: StereokitConfig, run_dir: Path, resume: bool = False, force: bool = False, show_progress: bool = True,
     init: str | None = None,
@@ -35,12 +44,13 @@ def run_train_float(
     info, device = init_distributed(cfg.device)
     try:
         loaders = training_loaders(cfg, cfg.train.float.batch_size)  # bad data is refused before anything is written
-        if init is not None:
-            init_from(build_stereonet(cfg.model), cfg, init)  # and --init weights of another network
+        # and --init weights of another network
+        started_from = init_details(init_from(build_stereonet(cfg.model), cfg, init), init) if init is not None else None
         check_precision_map(build_stereonet(cfg.model), cfg)  # and a precision map the later stages could not use
         autocast_dtype(cfg.train.float.amp, device)  # and an amp setting this device cannot run
         if resume and (stage_dir(run_dir, "float") / "checkpoint.pt").is_file():
-            resume_state(stage_dir(run_dir, "float"), build_stereonet(cfg.model), cfg)  # a damaged checkpoint, too
+            state = resume_state(stage_dir(run_dir, "float"), build_stereonet(cfg.model), cfg)  # a damaged checkpoint, too
+            resumed_init(state, started_from, stage_dir(run_dir, "float") / "checkpoint.pt")  # and --init of other weights
         moved = prepare_stage_dir(run_dir, "float", resume, force, info)
         if info.is_main:
             init_run(run_dir, cfg, reset=force and not resume)
@@ -48,11 +58,10 @@ def run_train_float(
         torch.manual_seed(cfg.seed)
         model = build_stereonet(cfg.model)
         record = StageRecord(stage="float", config_hash=stage_config_hash(cfg, "float"))
-        if init is not None and not resume:
-            weights = init_from(model, cfg, init)
-            record.details["init"] = {"from": str(init), "sha256": weights.sha256}
-            if weights.path.parent != PACKAGE_DIR:  # a shipped model is named by name and hash, not where it is installed
-                record.details["init"]["path"] = str(weights.path)
+        if started_from is not None:
+            record.details["init"] = started_from
+            if not resume:  # a resumed run's weights come from its checkpoint
+                init_from(model, cfg, init)
         if info.distributed and cfg.train.float.sync_bn and device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         notes = [note] if (note := amp_fallback_note(cfg.train.float.amp, device)) else []

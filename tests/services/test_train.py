@@ -235,3 +235,24 @@ def test_bad_inputs(tiny_data: Path, tmp_path: Path) -> None:
         run_train_float(load_config(None, tiny_overrides(tiny_data)), tmp_path / "b", resume=True, show_progress=False)
     with pytest.raises(StereokitError, match="no float stage here; run 'stereokit train --stage float --run-dir .*' first"):
         run_eval(tmp_path / "c", "float", show_progress=False)
+
+
+def test_a_resumed_run_keeps_the_weights_it_started_from_and_refuses_others(tiny_data: Path, tmp_path: Path) -> None:
+    from stereokit.models import build_stereonet
+    from stereokit.weights import write_weights
+
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=1))
+    starts = {}
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        starts[seed] = write_weights(tmp_path / f"start{seed}.pt", build_stereonet(cfg.model).state_dict(), cfg, {})
+    run = tmp_path / "run"
+    run_train_float(cfg, run, show_progress=False, init=str(tmp_path / "start1.pt"))
+    assert load_checkpoint(run / "float" / "checkpoint.pt")["init"]["sha256"] == starts[1]
+
+    run_train_float(cfg, run, resume=True, show_progress=False)  # no --init: the checkpoint says where it started
+    assert read_stage_record(run, "float").details["init"]["sha256"] == starts[1]
+    before = _tree_digest(run)
+    with pytest.raises(StereokitError, match=r"this run started from .*start1\.pt.* not --init .*start2\.pt"):
+        run_train_float(cfg, run, resume=True, show_progress=False, init=str(tmp_path / "start2.pt"))
+    assert _tree_digest(run) == before
