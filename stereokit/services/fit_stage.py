@@ -54,11 +54,11 @@ def prepare_stage_dir(run_dir: Path, stage: str, resume: bool, force: bool, info
     return moved
 
 
-def resume_state(out: Path, model: torch.nn.Module, cfg: StereokitConfig) -> dict[str, Any]:
+def resume_state(out: Path, cfg: StereokitConfig) -> dict[str, Any]:
+    """The stage's checkpoint, refused when another config wrote it."""
     state = load_checkpoint(out / "checkpoint.pt")
     if not made_with_settings(state.get("config_hash"), cfg, out.name):
         raise StageError(f"{out / 'checkpoint.pt'}: written with another config than this run's; resume with the run's config.yaml.")
-    load_model_weights(model, state["model"], out / "checkpoint.pt")
     return state
 
 
@@ -87,14 +87,16 @@ def run_fit_stage(
     on_step: Any = None,
     show_progress: bool = True,
     moved_aside: list[str] | None = None,
+    resumed: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Shared by float and QAT: resume, fit, metrics.json and the stage record."""
+    """Shared by float and QAT: resume, fit, metrics.json and the stage record.
+    resumed: the checkpoint the caller already read and checked (else it is read here when resume is set)."""
     out = stage_dir(run_dir, stage)
     train_loader, val_loader = loaders
     batch_size = train_loader.batch_size
-    state = resume_state(out, model, cfg) if resume else None
-    if state is not None and (started_from := resumed_init(state, record.details.get("init"), out / "checkpoint.pt")):
-        record.details["init"] = started_from
+    state = resumed if resumed is not None else (resume_state(out, cfg) if resume else None)
+    if state is not None:
+        load_model_weights(model, state["model"], out / "checkpoint.pt")
     record.details.update({"world_size": info.world_size, "device": str(device), "batch_size_per_process": batch_size,
                            "train_samples": len(train_loader.dataset), "val_samples": len(val_loader.dataset),
                            "selection_split": selection_split(cfg, len(val_loader.dataset))})

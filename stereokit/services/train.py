@@ -8,6 +8,7 @@ import torch
 from rich.console import Console
 
 from stereokit.config import StereokitConfig, stage_config_hash
+from stereokit.engine.checkpoint import load_model_weights
 from stereokit.engine.distributed import barrier, init_distributed, shutdown_distributed
 from stereokit.engine.trainer import LoopSettings, amp_fallback_note, autocast_dtype
 from stereokit.models import build_stereonet
@@ -45,12 +46,16 @@ def run_train_float(
     try:
         loaders = training_loaders(cfg, cfg.train.float.batch_size)  # bad data is refused before anything is written
         # and --init weights of another network
-        started_from = init_details(init_from(build_stereonet(cfg.model), cfg, init), init) if init is not None else None
+        weights = init_from(build_stereonet(cfg.model), cfg, init) if init is not None else None
+        started_from = init_details(weights, init) if weights is not None and init is not None else None
         check_precision_map(build_stereonet(cfg.model), cfg)  # and a precision map the later stages could not use
         autocast_dtype(cfg.train.float.amp, device)  # and an amp setting this device cannot run
-        if resume and (stage_dir(run_dir, "float") / "checkpoint.pt").is_file():
-            state = resume_state(stage_dir(run_dir, "float"), build_stereonet(cfg.model), cfg)  # a damaged checkpoint, too
-            resumed_init(state, started_from, stage_dir(run_dir, "float") / "checkpoint.pt")  # and --init of other weights
+        state = None
+        checkpoint = stage_dir(run_dir, "float") / "checkpoint.pt"
+        if resume and checkpoint.is_file():
+            state = resume_state(stage_dir(run_dir, "float"), cfg)
+            load_model_weights(build_stereonet(cfg.model), state["model"], checkpoint)  # a damaged checkpoint, too
+            started_from = resumed_init(state, started_from, checkpoint)  # and --init of other weights
         moved = prepare_stage_dir(run_dir, "float", resume, force, info)
         if info.is_main:
             init_run(run_dir, cfg, reset=force and not resume)
@@ -60,8 +65,8 @@ def run_train_float(
         record = StageRecord(stage="float", config_hash=stage_config_hash(cfg, "float"))
         if started_from is not None:
             record.details["init"] = started_from
-            if not resume:  # a resumed run's weights come from its checkpoint
-                init_from(model, cfg, init)
+        if weights is not None and state is None:  # a resumed run's weights come from its checkpoint
+            load_model_weights(model, weights.state_dict, weights.path)
         if info.distributed and cfg.train.float.sync_bn and device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         notes = [note] if (note := amp_fallback_note(cfg.train.float.amp, device)) else []
@@ -70,7 +75,7 @@ def run_train_float(
             if info.is_main and show_progress:
                 Console(stderr=True, markup=False, highlight=False).print(note)
         result = run_fit_stage(cfg, run_dir, "float", model, float_settings(cfg), loaders,
-                               info, device, resume, record, show_progress=show_progress, moved_aside=moved)
+                               info, device, resume, record, show_progress=show_progress, moved_aside=moved, resumed=state)
         return result.model_copy(update={"notes": notes})
     finally:
         shutdown_distributed()
