@@ -141,6 +141,7 @@ class FloatTrainConfig(_Section):
     sync_bn: bool = True
     grad_clip: float | None = Field(None, gt=0)
     residual_lr_scale: float = Field(0.02, gt=0, le=1, description="LR factor for the refinement residual convs")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="keep an exponential moving average of the weights (e.g. 0.999); validation, best.pt and every later stage use the average")
 
     @field_validator("amp", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Literal
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from stereokit.engine.checkpoint import load_rank_rng, rng_state, save_checkpoint, save_rank_rng, set_rng_state
@@ -69,6 +70,7 @@ class LoopSettings:
     grad_clip: float | None = None
     residual_lr_scale: float = 1.0
     validate_start: bool = False  # validate the starting weights too, so best.pt is never worse than them
+    ema_decay: float | None = None  # an exponential moving average of the weights is what validation sees and best.pt keeps
 
 
 @dataclass
@@ -250,6 +252,7 @@ class _Record:
     info: DistInfo
     steps_per_epoch: int
     extra_state: Callable[[], dict[str, Any]] | None
+    ema: AveragedModel | None = None
     step: int = 0
     best_epe: float | None = None
     last_val: dict[str, Any] | None = None
@@ -260,8 +263,16 @@ class _Record:
     def log_path(self) -> Path:
         return self.out_dir / "log.jsonl"
 
+    @property
+    def produced(self) -> nn.Module:
+        """The weights the stage hands on: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
     def resume(self, state: dict[str, Any]) -> None:
         self.opt.load(state)
+        if self.ema is not None and "ema" in state:
+            self.ema.module.load_state_dict(state["ema"])
+            self.ema.n_averaged.fill_(int(state["ema_averaged"]))
         self.step, self.best_epe = int(state["step"]), state.get("best_epe")
         _restore_rng(state, self.out_dir, self.info)
         if self.info.is_main:
@@ -275,8 +286,12 @@ class _Record:
             if name == "checkpoint.pt":
                 save_rank_rng(self.out_dir, self.info.rank)
             return
-        payload = {"model": self.model.state_dict(), **self.opt.state(), "step": self.step,
+        # best.pt's "model" is what later stages load; checkpoint.pt's is what training continues from
+        weights = self.produced if name == "best.pt" else self.model
+        payload = {"model": weights.state_dict(), **self.opt.state(), "step": self.step,
                    "epoch": self.step // self.steps_per_epoch, "best_epe": self.best_epe, "rng": rng_state()}
+        if self.ema is not None:
+            payload.update(ema=self.ema.module.state_dict(), ema_averaged=int(self.ema.n_averaged))
         payload.update(self.extra_state() if self.extra_state else {})
         save_checkpoint(self.out_dir / name, payload)
 
@@ -287,8 +302,8 @@ class _Record:
                 f.write(json.dumps(entry) + "\n")
 
     def validate(self, val_loader: DataLoader, maxdisp: int, device: torch.device, epoch: int) -> None:
-        sync_buffers(self.model)
-        self.last_val = evaluate(self.model, val_loader, maxdisp, device, show_progress=False)
+        sync_buffers(self.produced)
+        self.last_val = evaluate(self.produced, val_loader, maxdisp, device, show_progress=False)
         self.log({"step": self.step, "epoch": epoch, "val": self.last_val, "elapsed_s": self.elapsed()})
         if self.best_epe is None or self.last_val["epe"] < self.best_epe:
             self.best_epe = self.last_val["epe"]
@@ -328,7 +343,8 @@ def fit(
         raise StereokitError("the training split has fewer samples than one batch; lower the batch size or add data.")
     total_steps = settings.max_steps or settings.epochs * steps_per_epoch
     opt = _build_optimization(model, settings, steps_per_epoch, total_steps, device)
-    rec = _Record(model, opt, out_dir, info, steps_per_epoch, extra_state)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True) if settings.ema_decay else None
+    rec = _Record(model, opt, out_dir, info, steps_per_epoch, extra_state, ema)
     if resume is not None:
         rec.resume(resume)
     net = _step_network(model, settings, info, device)
@@ -344,6 +360,8 @@ def fit(
                 if on_step is not None:
                     on_step(model, rec.step)
                 loss = _train_step(net, model, batch, opt, settings, device, maxdisp, loss_weights, rec.step, out_dir)
+                if ema is not None:
+                    ema.update_parameters(model)
                 rec.step += 1
                 advance(1, status=f"loss {loss:.3f}")
                 if rec.step % settings.log_every_steps == 0 or rec.step == total_steps:
@@ -363,6 +381,8 @@ def fit(
             rec.save("checkpoint.pt")
 
     sync_buffers(model)
+    if ema is not None:
+        sync_buffers(ema.module)
     if info.is_main and (val_loader is None or not (out_dir / "best.pt").exists()):
         rec.save("best.pt")
     in_sync = _ranks_in_sync(model, info)

@@ -25,7 +25,7 @@ def float_settings(cfg: StereokitConfig) -> LoopSettings:
         epochs=f.epochs, max_steps=f.max_steps, lr=f.lr, weight_decay=f.weight_decay, schedule="cosine",
         warmup_epochs=f.warmup_epochs, min_lr_ratio=f.min_lr_ratio, val_every_epochs=f.val_every_epochs,
         log_every_steps=f.log_every_steps, checkpoint_every_steps=f.checkpoint_every_steps, amp=f.amp, channels_last=f.channels_last,
-        compile=f.compile, grad_clip=f.grad_clip, residual_lr_scale=f.residual_lr_scale,
+        compile=f.compile, grad_clip=f.grad_clip, residual_lr_scale=f.residual_lr_scale, ema_decay=f.ema_decay,
     )
 
 
