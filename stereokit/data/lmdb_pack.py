@@ -10,9 +10,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -202,8 +202,13 @@ def pack_records(
             if num_workers <= 1:
                 yield from map(encode, pending)
                 return
-            with multiprocessing.get_context().Pool(num_workers) as pool:
-                yield from pool.imap(encode, pending, chunksize=4)
+            # not multiprocessing.Pool: its terminate() on an exception can hang for good (CPython
+            # issues 78178, 96995; seen once here, a bad file refused and the pack never returning)
+            pool = ProcessPoolExecutor(num_workers)
+            try:
+                yield from pool.map(encode, pending, chunksize=4)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
 
         for index, (record, shape) in zip(pending, results()):
             batch.append((record_key(index), record))
