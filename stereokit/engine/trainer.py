@@ -290,7 +290,7 @@ class _Record:
         weights = self.produced if name == "best.pt" else self.model
         payload = {"model": weights.state_dict(), **self.opt.state(), "step": self.step,
                    "epoch": self.step // self.steps_per_epoch, "best_epe": self.best_epe, "rng": rng_state()}
-        if self.ema is not None:
+        if self.ema is not None and name == "checkpoint.pt":  # best.pt's "model" is the average already
             payload.update(ema=self.ema.module.state_dict(), ema_averaged=int(self.ema.n_averaged))
         payload.update(self.extra_state() if self.extra_state else {})
         save_checkpoint(self.out_dir / name, payload)

@@ -46,14 +46,16 @@ def run_train_float(
     try:
         loaders = training_loaders(cfg, cfg.train.float.batch_size)  # bad data is refused before anything is written
         # and --init weights of another network
-        weights = init_from(build_stereonet(cfg.model), cfg, init) if init is not None else None
-        started_from = init_details(weights, init) if weights is not None and init is not None else None
+        weights, started_from = None, None
+        if init is not None:
+            weights = init_from(build_stereonet(cfg.model), cfg, init)
+            started_from = init_details(weights, init)
         check_precision_map(build_stereonet(cfg.model), cfg)  # and a precision map the later stages could not use
         autocast_dtype(cfg.train.float.amp, device)  # and an amp setting this device cannot run
         state = None
         checkpoint = stage_dir(run_dir, "float") / "checkpoint.pt"
         if resume and checkpoint.is_file():
-            state = resume_state(stage_dir(run_dir, "float"), cfg)
+            state = resume_state(checkpoint.parent, cfg)
             load_model_weights(build_stereonet(cfg.model), state["model"], checkpoint)  # a damaged checkpoint, too
             started_from = resumed_init(state, started_from, checkpoint)  # and --init of other weights
         moved = prepare_stage_dir(run_dir, "float", resume, force, info)
