@@ -142,6 +142,9 @@ class FloatTrainConfig(_Section):
     grad_clip: float | None = Field(None, gt=0)
     residual_lr_scale: float = Field(0.02, gt=0, le=1, description="LR factor for the refinement residual convs")
     ema_decay: float | None = Field(None, gt=0, lt=1, description="keep an exponential moving average of the weights (e.g. 0.999); validation, best.pt and every later stage use the average")
+    init_weight: float | None = Field(
+        None, gt=0, lt=1, description="with --init: validation, best.pt and every later stage use init_weight x the --init weights "
+        "+ (1 - init_weight) x the trained ones (weight-space ensembling, WiSE-FT: a fine-tune that keeps what its start knew)")
 
     @field_validator("amp", mode="before")
     @classmethod

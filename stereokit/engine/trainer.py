@@ -29,6 +29,7 @@ from stereokit.engine.evaluate import evaluate
 from stereokit.engine.optim import build_adam
 from stereokit.engine.plots import plot_loss_curves
 from stereokit.engine.schedules import StepDecay, WarmupCosine
+from stereokit.engine.weight_blend import blended
 from stereokit.errors import StereokitError
 from stereokit.models.inference import conv2d_channels_last
 from stereokit.models.loss import multiscale_loss
@@ -71,6 +72,7 @@ class LoopSettings:
     residual_lr_scale: float = 1.0
     validate_start: bool = False  # validate the starting weights too, so best.pt is never worse than them
     ema_decay: float | None = None  # an exponential moving average of the weights is what validation sees and best.pt keeps
+    init_weight: float | None = None  # with fit's init_state: the blend of the start and the trained weights is what validation sees
 
 
 @dataclass
@@ -253,6 +255,7 @@ class _Record:
     steps_per_epoch: int
     extra_state: Callable[[], dict[str, Any]] | None
     ema: AveragedModel | None = None
+    init_blend: tuple[dict[str, torch.Tensor], float] | None = None  # (the start's weights, init_weight)
     step: int = 0
     best_epe: float | None = None
     last_val: dict[str, Any] | None = None
@@ -265,8 +268,10 @@ class _Record:
 
     @property
     def produced(self) -> nn.Module:
-        """The weights the stage hands on: the moving average when there is one."""
-        return self.ema.module if self.ema is not None else self.model
+        """The weights the stage hands on: the moving average when there is one, blended with the
+        start's weights when asked (a fresh copy each call)."""
+        own = self.ema.module if self.ema is not None else self.model
+        return blended(own, *self.init_blend) if self.init_blend is not None else own
 
     def resume(self, state: dict[str, Any]) -> None:
         self.opt.load(state)
@@ -302,8 +307,9 @@ class _Record:
                 f.write(json.dumps(entry) + "\n")
 
     def validate(self, val_loader: DataLoader, maxdisp: int, device: torch.device, epoch: int) -> None:
-        sync_buffers(self.produced)
-        self.last_val = evaluate(self.produced, val_loader, maxdisp, device, show_progress=False)
+        produced = self.produced
+        sync_buffers(produced)
+        self.last_val = evaluate(produced, val_loader, maxdisp, device, show_progress=False)
         self.log({"step": self.step, "epoch": epoch, "val": self.last_val, "elapsed_s": self.elapsed()})
         if self.best_epe is None or self.last_val["epe"] < self.best_epe:
             self.best_epe = self.last_val["epe"]
@@ -333,7 +339,9 @@ def fit(
     extra_state: Callable[[], dict[str, Any]] | None = None,
     on_step: Callable[[nn.Module, int], None] | None = None,
     show_progress: bool = True,
+    init_state: dict[str, torch.Tensor] | None = None,
 ) -> FitResult:
+    """init_state: the weights training started from, which settings.init_weight blends in."""
     out_dir = Path(out_dir)
     model.to(device)
     if settings.channels_last:
@@ -344,7 +352,8 @@ def fit(
     total_steps = settings.max_steps or settings.epochs * steps_per_epoch
     opt = _build_optimization(model, settings, steps_per_epoch, total_steps, device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True) if settings.ema_decay else None
-    rec = _Record(model, opt, out_dir, info, steps_per_epoch, extra_state, ema)
+    blend = (init_state, settings.init_weight) if settings.init_weight is not None and init_state is not None else None
+    rec = _Record(model, opt, out_dir, info, steps_per_epoch, extra_state, ema, blend)
     if resume is not None:
         rec.resume(resume)
     net = _step_network(model, settings, info, device)

@@ -111,8 +111,8 @@ def _precision_names(net: nn.Module) -> list[str]:
 
 def to_int_model(qat_model: QuantStereoNet) -> nn.Module:
     """Note: PyTorch's x86 engine (fbgemm) and ONNX Runtime both multiply uint8 by int8 in 16-bit
-    lanes on CPUs without VNNI and saturate with full-range activations; `quant.reduce_range`
-    (7-bit activations, the default) keeps the integer model equal to the fake-quant one."""
+    lanes on CPUs without VNNI and saturate when both operands are near full range; `quant.reduce_range`
+    (7-bit weights, the default) keeps the integer model equal to the fake-quant one."""
     model = copy.deepcopy(qat_model).cpu().eval()
     simulate_int16_blocks(model)
     mapping = dict(get_default_static_quant_module_mappings())

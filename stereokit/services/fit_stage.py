@@ -88,9 +88,11 @@ def run_fit_stage(
     show_progress: bool = True,
     moved_aside: list[str] | None = None,
     resumed: dict[str, Any] | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Shared by float and QAT: resume, fit, metrics.json and the stage record.
-    resumed: the checkpoint the caller already read and checked (else it is read here when resume is set)."""
+    resumed: the checkpoint the caller already read and checked (else it is read here when resume is set);
+    init_state: the weights training started from (what settings.init_weight blends in)."""
     out = stage_dir(run_dir, stage)
     train_loader, val_loader = loaders
     batch_size = train_loader.batch_size
@@ -110,7 +112,7 @@ def run_fit_stage(
             result: FitResult = fit(
                 model, train_loader, val_loader, settings, out, info, device, cfg.model.maxdisp,
                 cfg.model.loss_weights, resume=state, extra_state=lambda: extras, on_step=on_step,
-                show_progress=show_progress,
+                show_progress=show_progress, init_state=init_state,
             )
     except TrainingInterrupted:
         if info.is_main:

@@ -92,3 +92,22 @@ def test_a_resumed_run_continues_its_moving_average(tiny_data: Path, tmp_path: P
     for key, value in straight["ema"].items():
         if value.is_floating_point():
             torch.testing.assert_close(resumed["ema"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_the_blend_with_the_start_is_what_validation_sees_and_best_pt_keeps(tiny_data: Path, tmp_path: Path) -> None:
+    share = 0.7
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=1, init_weight=share))  # 4 steps, one validation
+    torch.manual_seed(5)
+    start = {k: v.clone() for k, v in build_stereonet(cfg.model).state_dict().items()}
+    model, val_loader, result = _fit(cfg, tmp_path, init_state=start)
+    trained = model.state_dict()
+
+    best = load_checkpoint(tmp_path / "best.pt")["model"]
+    last = load_checkpoint(tmp_path / "checkpoint.pt")["model"]
+    for key, value in trained.items():
+        torch.testing.assert_close(last[key], value, msg=key)  # training continues from its own weights
+        expected = share * start[key] + (1 - share) * value if value.is_floating_point() else value
+        torch.testing.assert_close(best[key], expected, rtol=1e-5, atol=1e-6, msg=key)
+    assert any(not torch.allclose(best[k], trained[k]) for k in trained if trained[k].is_floating_point())
+    blended_epe = evaluate(float_model(cfg, tmp_path / "best.pt"), val_loader, cfg.model.maxdisp, CPU, show_progress=False)["epe"]
+    assert result.best_epe == pytest.approx(blended_epe, rel=1e-5)

@@ -256,3 +256,31 @@ def test_a_resumed_run_keeps_the_weights_it_started_from_and_refuses_others(tiny
     with pytest.raises(StereokitError, match=r"this run started from .*start1\.pt.* not --init .*start2\.pt"):
         run_train_float(cfg, run, resume=True, show_progress=False, init=str(tmp_path / "start2.pt"))
     assert _tree_digest(run) == before
+
+
+def test_init_weight_needs_the_weights_it_blends_in(tiny_data: Path, tmp_path: Path) -> None:
+    from stereokit.models import build_stereonet
+    from stereokit.weights import write_weights
+
+    cfg = load_config(None, tiny_overrides(tiny_data, epochs=1, init_weight=0.5))
+    with pytest.raises(StereokitError, match="train.float.init_weight blends .* give --init"):
+        run_train_float(cfg, tmp_path / "none", show_progress=False)
+    assert not (tmp_path / "none").exists()
+
+    torch.manual_seed(3)
+    start = build_stereonet(cfg.model).state_dict()
+    write_weights(tmp_path / "start.pt", start, cfg, {})
+    run = tmp_path / "run"
+    run_train_float(cfg, run, show_progress=False, init=str(tmp_path / "start.pt"))
+    raw = load_checkpoint(run / "float" / "checkpoint.pt")["model"]
+    best = load_checkpoint(run / "float" / "best.pt")["model"]
+    key = next(k for k, v in raw.items() if v.is_floating_point() and not torch.equal(v, start[k]))
+    torch.testing.assert_close(best[key], 0.5 * start[key] + 0.5 * raw[key])
+
+    run_train_float(cfg, run, resume=True, show_progress=False)  # no --init: the weights its checkpoint names
+    torch.manual_seed(4)
+    write_weights(tmp_path / "start.pt", build_stereonet(cfg.model).state_dict(), cfg, {})  # the file changed since
+    before = _tree_digest(run)
+    with pytest.raises(StereokitError, match=r"init_weight: this run started from .*start\.pt.* resume with --init"):
+        run_train_float(cfg, run, resume=True, show_progress=False)
+    assert _tree_digest(run) == before
