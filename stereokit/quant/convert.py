@@ -109,10 +109,21 @@ def _precision_names(net: nn.Module) -> list[str]:
             if name.endswith("activation_post_process") and is_16bit(m)]
 
 
+def use_fbgemm() -> None:
+    """Run torch's integer kernels on fbgemm, where the CPU has it. torch's default engine ("x86") picks
+    oneDNN kernels for some convs on CPUs with VNNI or AMX, which round ties apart from ONNX Runtime:
+    on such a CPU the first conv already differed by a step and the neck by 5% of values; on fbgemm
+    the neck is equal to the bit, as on an AVX2 CPU (docs/performance.md, "Agreement")."""
+    if "fbgemm" in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = "fbgemm"
+
+
 def to_int_model(qat_model: QuantStereoNet) -> nn.Module:
     """Note: PyTorch's x86 engine (fbgemm) and ONNX Runtime both multiply uint8 by int8 in 16-bit
     lanes on CPUs without VNNI and saturate when both operands are near full range; `quant.reduce_range`
-    (7-bit weights, the default) keeps the integer model equal to the fake-quant one."""
+    (7-bit weights, the default) keeps the integer model equal to the fake-quant one. Weights are
+    packed for the engine in use, so fbgemm is chosen before converting (use_fbgemm)."""
+    use_fbgemm()
     model = copy.deepcopy(qat_model).cpu().eval()
     simulate_int16_blocks(model)
     mapping = dict(get_default_static_quant_module_mappings())

@@ -224,3 +224,16 @@ def test_the_float_model_holds_no_quantization_modules_and_prepare_swaps_them_in
     assert isinstance(prepared.model.head.refine[0].add, torch.ao.nn.quantized.FloatFunctional)
     assert isinstance(prepared.model.head.refine[0].upsample.quant.activation_post_process, FakeQuantize)
     assert not [n for n, m in model.named_modules() if type(m).__module__.startswith("torch.ao")]  # a copy was prepared
+
+
+@pytest.mark.skipif("fbgemm" not in torch.backends.quantized.supported_engines, reason="fbgemm is an x86 engine")
+def test_the_integer_model_runs_on_fbgemm_whatever_engine_was_set(small_cfg: StereokitConfig) -> None:
+    """torch's default "x86" engine picks oneDNN kernels on VNNI/AMX CPUs, which round apart from ONNX Runtime."""
+    _, model, x = _calibrated(small_cfg)
+    torch.backends.quantized.engine = "x86"
+    int_model = to_int_model(model)
+    assert torch.backends.quantized.engine == "fbgemm"  # weights are packed for, and run on, fbgemm
+    with torch.no_grad():
+        first = int_model(x, x.roll(3, dims=-1))[-1]
+        torch.backends.quantized.engine = "x86"  # a later change of the global engine does not move it
+        assert torch.equal(int_model(x, x.roll(3, dims=-1))[-1], first)
