@@ -286,13 +286,14 @@ class _Record:
     def elapsed(self) -> float:
         return round(time.perf_counter() - self.t0, 3)
 
-    def save(self, name: str) -> None:
+    def save(self, name: str, produced: nn.Module | None = None) -> None:
+        """produced: the handed-on weights when the caller has them already (validate's blend, not made twice)."""
         if not self.info.is_main:
             if name == "checkpoint.pt":
                 save_rank_rng(self.out_dir, self.info.rank)
             return
         # best.pt's "model" is what later stages load; checkpoint.pt's is what training continues from
-        weights = self.produced if name == "best.pt" else self.model
+        weights = (produced if produced is not None else self.produced) if name == "best.pt" else self.model
         payload = {"model": weights.state_dict(), **self.opt.state(), "step": self.step,
                    "epoch": self.step // self.steps_per_epoch, "best_epe": self.best_epe, "rng": rng_state()}
         if self.ema is not None and name == "checkpoint.pt":  # best.pt's "model" is the average already
@@ -313,7 +314,7 @@ class _Record:
         self.log({"step": self.step, "epoch": epoch, "val": self.last_val, "elapsed_s": self.elapsed()})
         if self.best_epe is None or self.last_val["epe"] < self.best_epe:
             self.best_epe = self.last_val["epe"]
-            self.save("best.pt")
+            self.save("best.pt", produced)
 
 
 def _step_network(model: nn.Module, settings: LoopSettings, info: DistInfo, device: torch.device) -> nn.Module:
@@ -352,7 +353,9 @@ def fit(
     total_steps = settings.max_steps or settings.epochs * steps_per_epoch
     opt = _build_optimization(model, settings, steps_per_epoch, total_steps, device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True) if settings.ema_decay else None
-    blend = (init_state, settings.init_weight) if settings.init_weight is not None and init_state is not None else None
+    if (settings.init_weight is None) != (init_state is None):
+        raise ValueError("fit: init_weight and init_state come together (the weights to blend in and their share)")
+    blend = (init_state, settings.init_weight) if init_state is not None else None
     rec = _Record(model, opt, out_dir, info, steps_per_epoch, extra_state, ema, blend)
     if resume is not None:
         rec.resume(resume)
