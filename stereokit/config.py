@@ -81,6 +81,11 @@ class AugmentConfig(_Section):
     colour_jitter_prob: float = Field(1.0, ge=0, le=1)
     occlusion_prob: float = Field(0.0, ge=0, le=1, description="share of pairs with an occluding patch pasted into the right view")
     vertical_jitter: float = Field(0.0, ge=0, le=4, description="the right view moved up or down by up to this many pixels")
+    soften: float = Field(
+        1.0, ge=1, le=4,
+        description="both views shrunk by a factor up to this and enlarged back: the softness of a pair that infer's auto scale enlarges",
+    )
+    soften_prob: float = Field(0.5, ge=0, le=1)
 
     @field_validator("scale")
     @classmethod
@@ -91,7 +96,7 @@ class AugmentConfig(_Section):
 
     @property
     def active(self) -> bool:
-        return self.scale != (1.0, 1.0) or self.colour_jitter > 0 or self.occlusion_prob > 0 or self.vertical_jitter > 0
+        return self.scale != (1.0, 1.0) or self.colour_jitter > 0 or self.occlusion_prob > 0 or self.vertical_jitter > 0 or self.soften > 1
 
 
 class DataConfig(_Section):

@@ -63,6 +63,14 @@ def occlude(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def soften(image: np.ndarray, factor: float) -> np.ndarray:
+    """The view shrunk `factor` times (area averaging) and enlarged back: the detail a camera image
+    lacks once auto scale has enlarged it, at the same size and geometry."""
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def shift_rows(image: np.ndarray, dy: float) -> np.ndarray:
     """The view moved dy pixels down (sub-pixel, bilinear): a rig that is not perfectly rectified."""
     matrix = np.float32([[1, 0, 0], [0, 1, dy]])
@@ -78,6 +86,10 @@ class Augment:
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         cfg = self.cfg
         out = dict(sample)
+        if cfg.soften > 1 and rng.random() < cfg.soften_prob:
+            factor = float(rng.uniform(1.0, cfg.soften))
+            out["imgl"] = soften(np.ascontiguousarray(out["imgl"]), factor)
+            out["imgr"] = soften(np.ascontiguousarray(out["imgr"]), factor)
         if cfg.colour_jitter > 0 and rng.random() < cfg.colour_jitter_prob:
             out["imgl"] = jitter_colour(out["imgl"], cfg.colour_jitter, rng)
             out["imgr"] = jitter_colour(out["imgr"], cfg.colour_jitter, rng)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stereokit.config import AugmentConfig, load_config
-from stereokit.data.augment import Augment, jitter_colour, scaled_window, shift_rows
+from stereokit.data.augment import Augment, jitter_colour, scaled_window, shift_rows, soften
 from stereokit.data.synth import SceneOptions, render_scene
 from stereokit.data.transforms import build_transform
 from stereokit.errors import ConfigError
@@ -80,3 +80,28 @@ def test_a_rescaled_pair_still_warps_onto_itself_by_its_scaled_disparity() -> No
     off = cv2.remap(out["imgr"].astype(np.float32), xs + 1.5, ys, cv2.INTER_LINEAR)
     error_off = np.abs(off - out["imgl"].astype(np.float32)).max(-1)[inside]
     assert np.median(error) < 0.5 * np.median(error_off)
+
+
+def test_soften_takes_detail_from_both_views_alike_and_keeps_the_geometry() -> None:
+    """Both views lose the same fine detail (a pair that auto scale enlarged), nothing moves, and the
+    left view's ground truth is untouched."""
+    sample = _scene()
+    out = Augment(AugmentConfig(soften=3.0, soften_prob=1.0))(sample, np.random.default_rng(5))
+    assert np.array_equal(out["disp"], sample["disp"])
+    detail = lambda img: np.abs(np.diff(img.astype(np.float32), axis=1)).mean()  # noqa: E731
+    for key in ("imgl", "imgr"):
+        assert out[key].shape == sample[key].shape and out[key].dtype == np.uint8
+        assert detail(out[key]) < 0.9 * detail(sample[key])
+        # area shrink and linear enlarge keep each region's colour: a blur, not a shift
+        assert abs(out[key].astype(np.float32).mean() - sample[key].astype(np.float32).mean()) < 1.0
+    # one factor for both views, drawn from the pair's generator after the coin
+    rng = np.random.default_rng(5)
+    rng.random()
+    factor = float(rng.uniform(1.0, 3.0))
+    assert factor > 1.2
+    for key in ("imgl", "imgr"):
+        assert np.array_equal(out[key], soften(sample[key], factor))
+    assert soften(sample["imgl"], 1.0).tolist() == sample["imgl"].tolist()
+    assert AugmentConfig(soften=2.0).active and not AugmentConfig().active
+    with pytest.raises(ConfigError, match="soften"):
+        load_config(None, ["data.augment.soften=0.5"])
