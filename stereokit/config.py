@@ -394,10 +394,42 @@ def stage_config_hash(cfg: StereokitConfig, stage: str) -> str:
     return _hash(stage_settings(cfg, stage))
 
 
+# Settings added since stages were first recorded with per-stage hashes, oldest first, one group per
+# change. A stage made before a group existed carries a hash without its keys; while they keep their
+# defaults it names the same settings, so upgrading stereokit does not make finished stages stale.
+# A new setting joins this list in the change that adds it.
+ADDED_SETTINGS: tuple[tuple[str, ...], ...] = (
+    ("train.float.init_weight",),
+    ("data.augment.soften", "data.augment.soften_prob"),
+)
+
+
+def _hashes_before_additions(cfg: StereokitConfig, stage: str) -> list[str]:
+    """The hashes `stage`'s settings had before each ADDED_SETTINGS group, newest removed first, as
+    long as every removed key that the stage reads is at its default."""
+    settings, defaults = stage_settings(cfg, stage), stage_settings(StereokitConfig(), stage)
+    hashes = []
+    for group in reversed(ADDED_SETTINGS):
+        for dotted in group:
+            section = next((s for s in settings if dotted.startswith(s + ".")), None)
+            if section is None:
+                continue
+            *parents, leaf = dotted.removeprefix(section + ".").split(".")
+            node, default = settings[section], defaults[section]
+            for key in parents:
+                node, default = node[key], default[key]
+            if node.get(leaf) != default.get(leaf):
+                return hashes  # the stage uses the setting, so it was made after the setting existed
+            node.pop(leaf, None)
+        hashes.append(_hash(settings))
+    return hashes
+
+
 def made_with_settings(recorded: object, cfg: StereokitConfig, stage: str) -> bool:
     """Whether a recorded hash (a stage record's or a checkpoint's) is `cfg`'s for `stage`; artifacts
-    written before per-stage hashes carry the whole config's hash, and still count."""
-    return recorded in (stage_config_hash(cfg, stage), config_hash(cfg))
+    written before per-stage hashes carry the whole config's hash, and ones written before a setting
+    was added (ADDED_SETTINGS) the hash without it: both still count."""
+    return recorded in (stage_config_hash(cfg, stage), config_hash(cfg), *_hashes_before_additions(cfg, stage))
 
 
 def changed_settings(old: StereokitConfig, new: StereokitConfig, stage: str) -> list[str]:

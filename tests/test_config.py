@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from stereokit.config import StereokitConfig, changed_settings, config_hash, config_to_yaml, load_config, stage_config_hash
+from stereokit.config import (StereokitConfig, changed_settings, config_hash, config_to_yaml, load_config, made_with_settings,
+                              stage_config_hash, stage_settings)
 from stereokit.errors import ConfigError
 
 
@@ -107,3 +110,32 @@ def test_bad_files(tmp_path: Path) -> None:
     wrong.write_text(yaml.safe_dump({"model": {"groups": "many"}}))
     with pytest.raises(ConfigError, match=r"wrong.yaml: bad value for 'model.groups'"):
         load_config(wrong)
+
+
+def _older_hash(cfg: StereokitConfig, stage: str, missing: list[str]) -> str:
+    """The stage hash a stereokit without the `missing` settings wrote: sha256 of its sorted, compact JSON."""
+    settings = stage_settings(cfg, stage)
+    for dotted in missing:
+        section = next(s for s in settings if dotted.startswith(s + "."))
+        *parents, leaf = dotted.removeprefix(section + ".").split(".")
+        node = settings[section]
+        for key in parents:
+            node = node[key]
+        del node[leaf]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def test_a_stage_made_before_a_setting_was_added_is_not_stale_while_the_setting_keeps_its_default() -> None:
+    cfg = load_config(None)
+    soften = ["data.augment.soften", "data.augment.soften_prob"]
+    before_soften = _older_hash(cfg, "calibration", soften)
+    assert before_soften != stage_config_hash(cfg, "calibration")
+    assert made_with_settings(before_soften, cfg, "calibration")
+    # older still: the float stage from before init_weight and soften
+    assert made_with_settings(_older_hash(cfg, "float", ["train.float.init_weight", *soften]), cfg, "float")
+    # a run that asks for the new setting cannot have been made before it existed
+    softened = load_config(None, ["data.augment.soften=2"])
+    assert not made_with_settings(_older_hash(softened, "calibration", soften), softened, "calibration")
+    assert not made_with_settings(before_soften, softened, "calibration")
+    # and a setting that did change is still noticed
+    assert not made_with_settings(before_soften, load_config(None, ["quant.reduce_range=false"]), "calibration")
