@@ -25,12 +25,12 @@ def test_parse_scale_takes_auto_or_a_factor_and_names_what_it_refuses() -> None:
             parse_scale(bad)
 
 
-def test_small_disparities_are_upscaled_towards_three_quarters_of_maxdisp() -> None:
-    first = _ramp(100, 200, 40.0)
+def test_small_disparities_are_upscaled_towards_the_target_fraction_of_maxdisp() -> None:
+    first = _ramp(100, 200, 50.0)
     u = choose_scale(first, 192.0)
     assert u == pytest.approx(TARGET_FRACTION * 192 / reach(first))
     assert 1.0 < u < SCALE_BOUNDS[1]
-    assert reach(first) * u == pytest.approx(144.0)
+    assert reach(first) * u == pytest.approx(TARGET_FRACTION * 192)
 
 
 def test_the_factor_stays_within_its_bounds_the_pixel_budget_and_a_fixed_input() -> None:
@@ -43,7 +43,7 @@ def test_the_factor_stays_within_its_bounds_the_pixel_budget_and_a_fixed_input()
 
 
 def test_a_pair_already_in_range_keeps_its_size() -> None:
-    first = _ramp(64, 128, 150.0)
+    first = _ramp(64, 128, 170.0)
     assert choose_scale(first, 192.0) == 1.0
     assert reach(np.full((4, 4), np.nan, np.float32)) == 1.0
 
