@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stereokit.config import (StereokitConfig, changed_settings, config_hash, config_to_yaml, load_config, made_with_settings,
+from stereokit.config import (ADDED_SETTINGS, StereokitConfig, changed_settings, config_hash, config_to_yaml, load_config, made_with_settings,
                               stage_config_hash, stage_settings)
 from stereokit.errors import ConfigError
 
@@ -139,3 +139,19 @@ def test_a_stage_made_before_a_setting_was_added_is_not_stale_while_the_setting_
     assert not made_with_settings(before_soften, softened, "calibration")
     # and a setting that did change is still noticed
     assert not made_with_settings(before_soften, load_config(None, ["quant.reduce_range=false"]), "calibration")
+
+
+def _leaf_keys(tree: object, prefix: str = "") -> set[str]:
+    if not isinstance(tree, dict):
+        return {prefix}
+    return {k for key, sub in tree.items() for k in _leaf_keys(sub, f"{prefix}.{key}" if prefix else key)}
+
+
+def test_a_setting_added_since_the_key_list_is_in_added_settings() -> None:
+    """Without it, every finished stage that reads the new setting's section would turn stale after an upgrade."""
+    lines = (Path(__file__).parent / "config_keys.txt").read_text().splitlines()
+    known = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    added = {key for group in ADDED_SETTINGS for key in group}
+    keys = _leaf_keys(StereokitConfig().model_dump(mode="json"))
+    assert known <= keys | added, f"settings gone from the config: {sorted(known - keys)}"
+    assert keys - known <= added, f"add {sorted(keys - known - added)} to config.ADDED_SETTINGS (a group of its own)"
