@@ -404,23 +404,30 @@ ADDED_SETTINGS: tuple[tuple[str, ...], ...] = (
 )
 
 
+def _drop_if_default(settings: dict[str, Any], defaults: dict[str, Any], dotted: str) -> bool:
+    """Remove `dotted` from a stage's settings when it holds its default (or the stage does not read
+    it); False when the stage uses another value."""
+    section = next((s for s in settings if dotted.startswith(s + ".")), None)
+    if section is None:
+        return True
+    *parents, leaf = dotted.removeprefix(section + ".").split(".")
+    node, default = settings[section], defaults[section]
+    for key in parents:
+        node, default = node[key], default[key]
+    if node.get(leaf) != default.get(leaf):
+        return False
+    node.pop(leaf, None)
+    return True
+
+
 def _hashes_before_additions(cfg: StereokitConfig, stage: str) -> list[str]:
     """The hashes `stage`'s settings had before each ADDED_SETTINGS group, newest removed first, as
-    long as every removed key that the stage reads is at its default."""
+    long as every removed key is at its default (a stage that uses a setting was made after it existed)."""
     settings, defaults = stage_settings(cfg, stage), stage_settings(StereokitConfig(), stage)
     hashes = []
     for group in reversed(ADDED_SETTINGS):
-        for dotted in group:
-            section = next((s for s in settings if dotted.startswith(s + ".")), None)
-            if section is None:
-                continue
-            *parents, leaf = dotted.removeprefix(section + ".").split(".")
-            node, default = settings[section], defaults[section]
-            for key in parents:
-                node, default = node[key], default[key]
-            if node.get(leaf) != default.get(leaf):
-                return hashes  # the stage uses the setting, so it was made after the setting existed
-            node.pop(leaf, None)
+        if not all(_drop_if_default(settings, defaults, dotted) for dotted in group):
+            break
         hashes.append(_hash(settings))
     return hashes
 

@@ -11,12 +11,12 @@ from stereokit.config import StereokitConfig, stage_config_hash
 from stereokit.engine.checkpoint import load_model_weights
 from stereokit.engine.distributed import barrier, init_distributed, shutdown_distributed
 from stereokit.engine.trainer import LoopSettings, amp_fallback_note, autocast_dtype
+from stereokit.errors import StereokitError
 from stereokit.models import build_stereonet
 from stereokit.quant.prepare import check_precision_map
 from stereokit.runs import StageRecord, init_run, stage_dir
 from stereokit.services.fit_stage import (TrainResult, prepare_stage_dir, resume_state, resumed_init, run_fit_stage,
                                           training_loaders)
-from stereokit.errors import StereokitError
 from stereokit.weights import PACKAGE_DIR, Weights, init_from, resolve_weights
 
 
