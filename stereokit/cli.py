@@ -657,11 +657,17 @@ def validate_bpu(
 
     r = run_validate(path, show_progress=not (quiet or as_json), provider=provider)
     if as_json:
-        _echo_json({k: getattr(r, k) for k in ("epe", "bad1", "bad3", "pixels", "mean_abs_diff_px", "max_abs_diff_px", "frac_over_0_5px", "runtime", "provider", "placement")})
+        _echo_json({k: getattr(r, k) for k in ("epe", "bad1", "bad3", "pixels", "mean_abs_diff_px", "max_abs_diff_px", "frac_over_0_5px", "int_infer_epe",
+                                       "int_infer_epe_own_size", "compiled_size", "runtime", "provider", "placement")})
     else:
         console.print(_metrics_table(f"compiled model on the test split ({r.images} images)", {"compiled": r.model_dump()}))
-        console.print(f"agreement with int_infer (EPE {r.int_infer_epe:.4f}): mean |diff| {r.mean_abs_diff_px:.4f} px, "
+        console.print(f"agreement with int_infer on the same input (EPE {r.int_infer_epe:.4f}): mean |diff| {r.mean_abs_diff_px:.4f} px, "
                       f"max {r.max_abs_diff_px:.3f} px, {r.frac_over_0_5px:.3%} of pixels over 0.5 px; ran on {_ran_on(r.runtime, r.provider)}")
+        if r.int_infer_epe_own_size is not None:
+            h, w = r.compiled_size
+            console.print(f"the test images were padded to the compiled {w}x{h}: int_infer's EPE is {r.int_infer_epe_own_size:.4f} at "
+                          f"their own size and {r.int_infer_epe:.4f} padded (the padding's cost, not the compile's; "
+                          "compile with --height/--width of your images to avoid it)")
         if "epe_rel_diff" in r.bar:
             console.print(f"judged by EPE (within {r.bar['epe_rel_diff']:.1%} of int_infer's) and the mean |diff|: this runtime "
                           "quantizes with its own rounding, so single pixels differ (docs/performance.md)")

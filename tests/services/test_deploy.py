@@ -194,6 +194,7 @@ def test_validate_bpu_agrees_with_int_infer(deployed: Path) -> None:
     assert set(result.placement) == {"cpu"} and result.placement["cpu"]["QLinearConv"] > 0
     assert abs(result.epe - int_infer.epe) <= 0.02 * int_infer.epe
     assert result.int_infer_epe == pytest.approx(int_infer.epe, rel=1e-6)
+    assert result.int_infer_epe_own_size is None and result.compiled_size == (64, 128)  # nothing padded
     # int_infer adds its conv biases on the int32 grid as QLinearConv does: 0.0001 px here (0.0013
     # with torch's float bias)
     assert result.mean_abs_diff_px < 0.0005
@@ -349,9 +350,12 @@ def test_compile_at_another_input_size_exports_there_and_runs_every_test_pair(de
     assert {p.key: p.value for p in ir.metadata_props}["input_shape"] == "1x3x96x160"
     manifest = load_hbm(run / "compile-ort" / "model.hbm").manifest
     assert manifest["inputs"]["imgl"] == [1, 3, 96, 160] and manifest["output"]["disparity"] == [1, 1, 96, 160]
-    # the 64x128 test pairs are padded into it: the same model, so the EPE stays with int_infer's
+    # the 64x128 test pairs are padded into it, and int_infer is given the same padded input: only the
+    # compile can part them; its own-size EPE (what padding costs) is the one eval reports
     validated = run_validate(run / "compile-ort", show_progress=False)
-    assert validated.epe == pytest.approx(validated.int_infer_epe, rel=0.1)
+    assert validated.compiled_size == (96, 160) and validated.passed
+    assert validated.mean_abs_diff_px < 0.0005 and validated.epe == pytest.approx(validated.int_infer_epe, rel=0.001)
+    assert validated.int_infer_epe_own_size == pytest.approx(run_eval(run, "int_infer", show_progress=False).epe, rel=1e-6)
     # a plain compile afterwards reuses that export at its size, instead of going back to deploy.input_*
     again = run_compile(run / "qat", force=True, measure_runs=1, runtime="ort")
     assert again.note is None and load_hbm(run / "compile-ort" / "model.hbm").manifest["inputs"]["imgl"] == [1, 3, 96, 160]
