@@ -604,6 +604,7 @@ def compile_(
     runtime: Optional[str] = typer.Option(None, "--runtime", help="ort or openvino: that runtime's model in RUN/compile-NAME/ (default: each installed runtime timed here; the fastest that is as accurate as ONNX Runtime on generated scenes goes to RUN/compile/)."),
     height: Optional[int] = typer.Option(None, "--height", help="From RUN/qat or RUN/calibration: export at this input height first (a multiple of 32)."),
     width: Optional[int] = typer.Option(None, "--width", help="From RUN/qat or RUN/calibration: export at this input width first (a multiple of 32)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Compile the IR into a self-contained integer model (RUN/compile/model.hbm) with perf.json/perf.html.
 
@@ -616,7 +617,7 @@ def compile_(
     from stereokit.deploy.runtime import EPE_REL_BAR
     from stereokit.services.compile import MARGIN, run_compile
 
-    r = run_compile(path, target, strict, force, runtime=runtime, height=height, width=width)
+    r = run_compile(path, target, strict, force, runtime=runtime, height=height, width=width, show_progress=not quiet)
     _print_moved(r.moved_aside)
     if r.note:
         console.print(r.note)

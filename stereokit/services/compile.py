@@ -30,6 +30,7 @@ from stereokit.deploy.target import load_target
 from stereokit.errors import StereokitError
 from stereokit.models.postprocess import DeployModel
 from stereokit.lineage import Lineage, check_rerun, clear_for_rerun, require_stage, stage_lock
+from stereokit.progress import progress_bar
 from stereokit.runs import StageRecord, recorded_artifact, atomic_write_bytes, atomic_write_text, finish_stage, run_config, stage_dir, write_stage_record
 from stereokit.services.export import run_export
 from stereokit.services.stages import float_model, source_checkpoint
@@ -157,21 +158,24 @@ def accuracy_scenes(height: int, width: int) -> int:
 
 
 def runtime_accuracy(models: dict[str, bytes], names: list[str], data: DataConfig, maxdisp: float, height: int, width: int,
-                     scenes: int | None = None) -> RuntimeAccuracy:
+                     scenes: int | None = None, show_progress: bool = False) -> RuntimeAccuracy:
     """Each runtime's EPE over seeded generated scenes at the deploy size, ONNX Runtime's among them: a
     runtime that rounds its own way differs from it pixel by pixel (single flips that the network
     spreads, of either sign), and what matters is whether it is less accurate."""
     scenes = accuracy_scenes(height, width) if scenes is None else scenes
     runners = {name: open_runtime_model(name, models[name], f"<{name} model>", maxdisp) for name in ["ort", *names]}
     error, diff, pixels = dict.fromkeys(runners, 0.0), dict.fromkeys(runners, 0.0), 0
-    for seed in range(scenes):
-        scene = render_scene(np.random.default_rng(seed), height, width, min(maxdisp, width / 4))
-        left, right = (preprocess_image(image, data).numpy() for image in (scene.left, scene.right))
-        out = {name: np.asarray(run(left, right)).reshape(height, width) for name, run in runners.items()}
-        pixels += int(scene.nonoccluded.sum())
-        for name in runners:
-            error[name] += float(np.abs(out[name] - scene.disp)[scene.nonoccluded].sum())
-            diff[name] += float(np.abs(out[name] - out["ort"]).mean()) / scenes
+    # a scene takes ~3 s to render at 960x544 and ~15 s at 2272x1536: a bar, as every long loop has
+    with progress_bar(f"judging {', '.join(names)} beside ort", scenes, enabled=show_progress) as advance:
+        for seed in range(scenes):
+            scene = render_scene(np.random.default_rng(seed), height, width, min(maxdisp, width / 4))
+            left, right = (preprocess_image(image, data).numpy() for image in (scene.left, scene.right))
+            out = {name: np.asarray(run(left, right)).reshape(height, width) for name, run in runners.items()}
+            pixels += int(scene.nonoccluded.sum())
+            for name in runners:
+                error[name] += float(np.abs(out[name] - scene.disp)[scene.nonoccluded].sum())
+                diff[name] += float(np.abs(out[name] - out["ort"]).mean()) / scenes
+            advance()
     return RuntimeAccuracy({name: e / max(pixels, 1) for name, e in error.items()},
                            {name: d for name, d in diff.items() if name != "ort"}, scenes)
 
@@ -197,7 +201,7 @@ def check_runtime(runtime: str | None) -> tuple[str | None, str]:
 
 def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force: bool = False,
                 measure_runs: int = 3, runtime: str | None = None,
-                height: int | None = None, width: int | None = None) -> CompileResult:
+                height: int | None = None, width: int | None = None, show_progress: bool = True) -> CompileResult:
     """`height`/`width` (from RUN/qat or RUN/calibration only): export at that input size first;
     otherwise the model takes the size of the export it compiles (default deploy.input_*)."""
     path = Path(path)
@@ -239,7 +243,7 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
     accuracy = RuntimeAccuracy({}, {})  # plain compile: the faster runtime's beside ONNX Runtime's
     if runtime is None:
         if (fastest := fastest_runtime(timings)) != "ort":
-            accuracy = runtime_accuracy(models, [fastest], cfg.data, float(meta["maxdisp"]), h, w)
+            accuracy = runtime_accuracy(models, [fastest], cfg.data, float(meta["maxdisp"]), h, w, show_progress=show_progress)
         chosen, passed_over = choose_runtime(timings, accuracy)
         note = "; ".join(filter(None, [note, passed_over])) or None
     else:

@@ -210,7 +210,7 @@ def run_demo(out: Path = Path("runs/demo"), minutes: float | None = None, device
     evals = stage("eval (float, calibration, qat, int_infer)", False, lambda: run_eval_all(run, show_progress=False))
     stage("export", _finished(run, "export"), lambda: run_export(run / "qat", force=True))
     check = stage("check", False, lambda: run_check(run / "export"))
-    stage("compile", _finished(run, "compile"), lambda: run_compile(run / "qat", force=True))
+    stage("compile", _finished(run, "compile"), lambda: run_compile(run / "qat", force=True, show_progress=False))
     validation = stage("validate-bpu", False, lambda: run_validate(run / "compile", show_progress=False))
     sample = read_split(data / "SceneFlow", "test")[0][0]
     inferred = stage("infer", False, lambda: run_infer(run / "compile" / "model.hbm", data / "SceneFlow" / sample.left,
