@@ -164,7 +164,7 @@ def runtime_accuracy(models: dict[str, bytes], names: list[str], data: DataConfi
     spreads, of either sign), and what matters is whether it is less accurate."""
     scenes = accuracy_scenes(height, width) if scenes is None else scenes
     runners = {name: open_runtime_model(name, models[name], f"<{name} model>", maxdisp) for name in ["ort", *names]}
-    error, diff, pixels = dict.fromkeys(runners, 0.0), dict.fromkeys(runners, 0.0), 0
+    error, diff, pixels = dict.fromkeys(runners, 0.0), dict.fromkeys(names, 0.0), 0
     # a scene takes ~3 s to render at 960x544 and ~15 s at 2272x1536: a bar, as every long loop has
     with progress_bar(f"judging {', '.join(names)} beside ort", scenes, enabled=show_progress) as advance:
         for seed in range(scenes):
@@ -174,10 +174,10 @@ def runtime_accuracy(models: dict[str, bytes], names: list[str], data: DataConfi
             pixels += int(scene.nonoccluded.sum())
             for name in runners:
                 error[name] += float(np.abs(out[name] - scene.disp)[scene.nonoccluded].sum())
+            for name in names:
                 diff[name] += float(np.abs(out[name] - out["ort"]).mean()) / scenes
             advance()
-    return RuntimeAccuracy({name: e / max(pixels, 1) for name, e in error.items()},
-                           {name: d for name, d in diff.items() if name != "ort"}, scenes)
+    return RuntimeAccuracy({name: e / max(pixels, 1) for name, e in error.items()}, diff, scenes)
 
 
 def runtime_latency_ms(runtime: str, model: bytes, height: int, width: int, runs: int) -> float:
