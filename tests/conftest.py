@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from stereokit.config import StereokitConfig, load_config
@@ -16,6 +18,20 @@ SMALL_OVERRIDES = [
     "model.refine_channels=8",
     "model.refine_dilations=[1, 2]",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker gets its share of the cores (and so do the processes it starts):
+    two workers with a thread per core each would oversubscribe the CPU and slow both."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        from tests.cli import cores
+
+        threads = max(1, cores() // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture

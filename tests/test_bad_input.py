@@ -5,33 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from stereokit.config import config_to_yaml, load_config
 from stereokit.data.sceneflow import read_split
+from tests.cli import assert_all_refused, assert_refused, run, tree_state
 from tests.conftest import tiny_overrides
-
-STEREOKIT = str(Path(sys.executable).parent / "stereokit")
-
-
-def tree_state(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([STEREOKIT, *args], capture_output=True, text=True, timeout=300)
-
-
-def assert_refused(result: subprocess.CompletedProcess[str], needle: str) -> None:
-    assert result.returncode != 0, result.stdout
-    assert needle in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +110,7 @@ def cases(root: Path) -> list[tuple[tuple[str, ...], str]]:
 
 
 def test_every_bad_input_is_refused_cleanly(workspace: Path) -> None:
-    for args, needle in cases(workspace):
-        before = tree_state(workspace)
-        result = run(*args)
-        assert_refused(result, needle)
-        assert tree_state(workspace) == before, args
+    assert_all_refused(workspace, cases(workspace))
 
 
 def test_a_checkpoint_of_another_config_names_the_keys(workspace: Path, tmp_path: Path) -> None:

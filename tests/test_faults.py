@@ -21,9 +21,8 @@ from stereokit.errors import DataError
 from stereokit.engine.checkpoint import load_checkpoint, save_checkpoint
 from stereokit.services.pack import run_pack
 from stereokit.services.synth import run_synth
+from tests.cli import STEREOKIT
 from tests.conftest import tiny_overrides, wait_for
-
-STEREOKIT = str(Path(sys.executable).parent / "stereokit")
 
 
 @pytest.mark.slow

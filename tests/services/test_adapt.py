@@ -18,7 +18,7 @@ from stereokit.services.adapt import AdaptSettings, adapt_config, run_adapt
 from stereokit.services.calibrate import run_calibrate
 from stereokit.services.predictors import stage_predictor
 from stereokit.weights import load_shipped
-from tests.test_bad_input import assert_refused, run, tree_state
+from tests.cli import assert_refused, run, tree_state
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -37,9 +36,9 @@ from stereokit.services.stages import load_stage_model
 from stereokit.services.status import run_status
 from stereokit.services.train import run_train_float
 from stereokit.services.validate_bpu import run_validate
+from tests.cli import STEREOKIT, assert_all_refused, run_all, tree_state
 from tests.conftest import tiny_overrides, train_through_qat
 
-STEREOKIT = str(Path(sys.executable).parent / "stereokit")
 DEPLOY = ["deploy.input_height=64", "deploy.input_width=128", "train.calibration.steps=4", "train.calibration.batch_size=4",
           "train.qat.batch_size=4", "train.qat.epochs=1", "train.qat.lr=1e-4"]
 
@@ -257,14 +256,7 @@ def test_bad_inputs_to_deployment_commands(deployed: Path, tmp_path: Path) -> No
         (["infer", "--model", str(deployed / "compile-ort" / "model.hbm"), "--imgl", str(left), "--imgr", str(left), "--provider", "bogus", "--save-path", str(tmp_path / "o")],
          "'bogus' is not installed"),
     ]
-    before = {str(p): p.read_bytes() for p in sorted(deployed.rglob("*")) if p.is_file()}
-    for args, needle in cases:
-        result = subprocess.run([STEREOKIT, *args], capture_output=True, text=True, timeout=300)
-        assert result.returncode != 0, args
-        assert needle in result.stderr, (args, result.stderr)
-        assert "Traceback" not in result.stderr
-    after = {str(p): p.read_bytes() for p in sorted(deployed.rglob("*")) if p.is_file()}
-    assert after == before
+    assert_all_refused(deployed, cases)
 
 
 def _copy_run(deployed: Path, tmp_path: Path) -> Path:
@@ -389,18 +381,18 @@ def test_stale_stages_in_place_are_refused_by_every_command(deployed: Path, tmp_
     run = _copy_run(deployed, tmp_path)
     config = run / "config.yaml"
     config.write_text(config.read_text().replace("seed: 0", "seed: 1"))
-    before = {str(p): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
     left = tmp_path / "l.png"
     cv2.imwrite(str(left), np.zeros((64, 128, 3), np.uint8))
-    for args in (["eval", "--stage", "qat", "--run-dir", str(run)], ["export", str(run / "qat"), "--force"],
-                 ["compile", str(run / "export"), "--force"], ["validate-bpu", str(run / "compile")],
-                 ["calibrate", "--run-dir", str(run), "--force"],
-                 ["infer", "--model", str(run / "qat"), "--imgl", str(left), "--imgr", str(left), "--save-path", str(tmp_path / "o")]):
-        result = subprocess.run([STEREOKIT, *args], capture_output=True, text=True, timeout=300)
-        assert result.returncode != 0, args
+    before = tree_state(run)
+    commands = (["eval", "--stage", "qat", "--run-dir", str(run)], ["export", str(run / "qat"), "--force"],
+                ["compile", str(run / "export"), "--force"], ["validate-bpu", str(run / "compile")],
+                ["calibrate", "--run-dir", str(run), "--force"],
+                ["infer", "--model", str(run / "qat"), "--imgl", str(left), "--imgr", str(left), "--save-path", str(tmp_path / "o")])
+    for result in run_all(commands):
+        assert result.returncode != 0, result.args
         # the stage itself, or (export: it does not read the seed) the parent it was made from
-        assert "it was made with another config" in " ".join(result.stderr.split()) and "Traceback" not in result.stderr, (args, result.stderr)
-    assert {str(p): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
+        assert "it was made with another config" in " ".join(result.stderr.split()) and "Traceback" not in result.stderr, (result.args, result.stderr)
+    assert tree_state(run) == before
     shown = subprocess.run([STEREOKIT, "status", str(run), "--json"], capture_output=True, text=True, timeout=120)
     rows = {r["stage"]: r for r in json.loads(shown.stdout)["stages"]}
     assert all(rows[s]["state"] == "stale" for s in ("float", "calibration", "qat", "export", "compile"))

@@ -22,7 +22,7 @@ from stereokit.services.train import run_train_float
 from stereokit.weights import write_weights
 from tests.conftest import SMALL_OVERRIDES
 from tests.data import benchmark_folders as bf
-from tests.test_bad_input import assert_refused, run
+from tests.cli import assert_refused, run
 
 
 def test_the_loss_ignores_pixels_without_ground_truth() -> None:

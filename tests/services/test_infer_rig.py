@@ -15,7 +15,7 @@ from stereokit.camera.rig import Board, RectifiedError, make_rig, rig_yaml
 from stereokit.data.pfm import read_pfm
 from stereokit.data.synth import make_texture
 from tests.camera import boards
-from tests.test_bad_input import run
+from tests.cli import run
 
 DEPTH = 1.0  # metres
 

@@ -26,7 +26,7 @@ from stereokit.services.compile import (RuntimeAccuracy, accuracy_scenes, choose
 from stereokit.services.infer import run_infer
 from stereokit.services.validate_bpu import run_validate
 from tests.services.test_deploy import deployed  # noqa: F401 - the module's fixture
-from tests.test_bad_input import assert_refused, run
+from tests.cli import assert_refused, run
 
 pytestmark = pytest.mark.skipif(not openvino_runtime.available(), reason="OpenVINO is not installed")
 

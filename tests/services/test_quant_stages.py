@@ -5,7 +5,6 @@ import math
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,9 @@ from stereokit.runs import read_stage_record
 from stereokit.services.calibrate import run_calibrate
 from stereokit.services.eval import run_eval, run_eval_all
 from stereokit.services.qat import run_qat
+from tests.cli import STEREOKIT
 from tests.conftest import tiny_overrides, train_through_qat, wait_for
 
-STEREOKIT = str(Path(sys.executable).parent / "stereokit")
 QUANT = ["train.calibration.steps=4", "train.calibration.batch_size=4", "train.qat.batch_size=4", "train.qat.epochs=4",
          "train.qat.lr=1e-4", "train.qat.lr_milestones=[1]", "train.qat.log_every_steps=1"]
 

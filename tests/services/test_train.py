@@ -5,7 +5,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +28,9 @@ from stereokit.services.pack import run_pack
 from stereokit.services.stages import float_model
 from stereokit.services.synth import run_synth
 from stereokit.services.train import run_train_float
+from tests.cli import STEREOKIT
 from tests.conftest import tiny_overrides, wait_for
 
-STEREOKIT = str(Path(sys.executable).parent / "stereokit")
 
 
 def _tree_digest(root: Path) -> dict[str, bytes]:
