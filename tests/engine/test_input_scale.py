@@ -55,5 +55,13 @@ def test_disparity_comes_back_at_the_pairs_size_in_its_pixels() -> None:
     np.testing.assert_allclose(back, 15.0, rtol=1e-6)
     up = disparity_back(np.full((10, 20), 5.0, np.float32), (25, 50))
     np.testing.assert_allclose(up, 12.5, rtol=1e-6)
+    # an object's edge: brought down, every pixel lies on one surface or the other (an area average
+    # invents depths between them), and each takes the value under its centre
+    edge = np.full((60, 121), 60.0, np.float32)
+    edge[:, 61:] = 12.0  # 3.025 source columns a pixel: pixel 19's centre is column 58.99, pixel 20's 62.01
+    small = disparity_back(edge, (20, 40))
+    near, far = np.float32(60.0 * 40 / 121), np.float32(12.0 * 40 / 121)
+    assert set(np.unique(small).tolist()) == {near, far}
+    assert small[0, 19] == near and small[0, 20] == far
     image = np.random.default_rng(0).integers(0, 255, (30, 60, 3), dtype=np.uint8)
     assert resize_view(image, (60, 120)).shape == (60, 120, 3) and resize_view(image, (15, 30)).shape == (15, 30, 3)
