@@ -400,13 +400,15 @@ def status(
         _echo_json(r.model_dump(mode="json"))
         return
     table = Table(title=f"{r.run_dir}")
-    for name in ("stage", "state", "EPE (px)", "size", "finished", "why / run"):
-        table.add_column(name, justify="right" if name in ("EPE (px)", "size") else "left", overflow="fold")
+    for name in ("stage", "state", "EPE (px)", "size", "finished (UTC)", "why / run"):
+        table.add_column(name, justify="right" if name in ("EPE (px)", "size") else "left", overflow="fold",
+                         no_wrap=name in ("stage", "state", "finished (UTC)"))
     for row in r.stages:
         epe = f"{row.epe:.4f} ({row.epe_split})" if row.epe is not None else ""
         size = f"{row.bytes / 2**20:.1f} MiB" if row.bytes else ""
         note = "; ".join(x for x in (row.why, row.command) if x)
-        table.add_row(row.stage, Text(row.state, style=STATE_STYLE.get(row.state, "")), epe, size, row.finished or "", note)
+        finished = row.finished[:16].replace("T", " ") if row.finished else ""  # to the minute; --json has it whole
+        table.add_row(row.stage, Text(row.state, style=STATE_STYLE.get(row.state, "")), epe, size, finished, note)
     console.print(table)
     if r.moved_aside:
         console.print(f"{len(r.moved_aside)} stage(s) moved aside by --force in {r.run_dir / '.stale'} (newest: {r.moved_aside[0]['path']})")

@@ -82,6 +82,8 @@ class StageState:
     # the stage to re-make first (the stage itself, or the earliest ancestor that changed)
     remake: str | None = None
     parents: list[str] = field(default_factory=list)
+    # where a chain of stale stages starts, and why: "float: float/best.pt: its sha256 does not match ..."
+    cause: str = ""
 
 
 def _safe_path(run_dir: Path, rel: str, where: Path) -> Path:
@@ -221,8 +223,13 @@ class Lineage:
                 parents.append(parent)
             pstate = self.state(parent)
             if pstate.state != "finished":
-                why = f"its parent {parent} is {pstate.state}" + (f" ({pstate.reason})" if pstate.reason else "")
-                return StageState(stage, "stale", why, record, remake=pstate.remake or parent, parents=parents)
+                # a chain names its first stale stage once, not once per generation between
+                cause = pstate.cause or (f"{parent}: {pstate.reason}" if pstate.reason else "")
+                why = f"its parent {parent} is {pstate.state}"
+                if cause:
+                    why += f" ({pstate.reason})" if not pstate.cause else f" (it comes from {cause})"
+                return StageState(stage, "stale", why, record, remake=pstate.remake or parent, parents=parents,
+                                  cause=cause)
             if not path.is_file():
                 return StageState(stage, "stale", f"its input {inp.path} is gone (re-made or moved since it ran)", record,
                                   remake=parent, parents=parents)

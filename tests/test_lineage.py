@@ -61,6 +61,10 @@ def test_a_changed_parent_makes_every_descendant_stale_and_names_the_command(tmp
         require_stage(tmp_path, "qat")
     with pytest.raises(StageError, match="export stage is stale: its parent qat is stale"):
         require_stage(tmp_path, "export")
+    # three generations down, the first stale stage and its reason are named once, not once a generation
+    export = stage_state(tmp_path, "export").reason
+    assert export.startswith("its parent qat is stale (it comes from calibration: its input float/best.pt changed")
+    assert export.count("float/best.pt") == 1 and "its parent calibration" not in export
     assert paths["export"].is_file()  # nothing deleted
 
 

@@ -74,5 +74,10 @@ def run_status(run_dir: Path) -> StatusResult:
         rows.append(StageRow(stage=stage, state=st.state, why=why, epe=epe, epe_split=split, bytes=size,
                              finished=st.record.finished if st.record is not None else None, command=fix_command(run_dir, st)))
     pending = [r for r in rows if r.stage in FLOW and r.state != "finished"]
-    next_command = pending[0].command if pending else f"stereokit validate-bpu {run_dir / 'compile'}"
+    if pending:
+        next_command = pending[0].command
+    elif (run_dir / "compile" / "validate.json").is_file():  # validated: what is left is to use it
+        next_command = f"stereokit infer --model {run_dir / 'compile' / 'model.hbm'} --imgl LEFT.png --imgr RIGHT.png"
+    else:
+        next_command = f"stereokit validate-bpu {run_dir / 'compile'}"
     return StatusResult(run_dir=run_dir, stages=rows, moved_aside=moved_aside(run_dir), next_command=next_command)

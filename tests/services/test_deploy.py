@@ -314,6 +314,16 @@ def test_export_and_compile_twice_give_the_same_bytes(deployed: Path, tmp_path: 
     assert "measured_cpu_latency_ms" not in load_hbm(run / "compile-ort" / "model.hbm").manifest
 
 
+def test_status_names_validate_bpu_next_and_then_infer(deployed: Path, tmp_path: Path) -> None:
+    run = _copy_run(deployed, tmp_path)
+    (run / "compile" / "validate.json").unlink(missing_ok=True)  # another test may have validated the original
+    assert run_status(run).next_command == f"stereokit validate-bpu {run / 'compile'}"
+    run_validate(run / "compile", show_progress=False)
+    status = run_status(run)
+    assert status.next_command.startswith(f"stereokit infer --model {run / 'compile' / 'model.hbm'} --imgl ")
+    assert {r.stage: r.epe_split for r in status.stages}["compile"] == "test"
+
+
 def test_validate_bpu_compares_with_the_stage_the_ir_came_from(deployed: Path, tmp_path: Path) -> None:
     run = _copy_run(deployed, tmp_path)
     result = run_compile(run / "calibration", force=True, measure_runs=1, runtime="ort")
