@@ -224,10 +224,12 @@ class Lineage:
             pstate = self.state(parent)
             if pstate.state != "finished":
                 # a chain names its first stale stage once, not once per generation between
-                cause = pstate.cause or (f"{parent}: {pstate.reason}" if pstate.reason else "")
                 why = f"its parent {parent} is {pstate.state}"
-                if cause:
-                    why += f" ({pstate.reason})" if not pstate.cause else f" (it comes from {cause})"
+                if pstate.cause:
+                    why += f" (it comes from {pstate.cause})"
+                elif pstate.reason:
+                    why += f" ({pstate.reason})"
+                cause = pstate.cause or (f"{parent}: {pstate.reason}" if pstate.reason else "")
                 return StageState(stage, "stale", why, record, remake=pstate.remake or parent, parents=parents,
                                   cause=cause)
             if not path.is_file():

@@ -34,7 +34,7 @@ def run_all(commands: Iterable[Sequence[str]]) -> list[subprocess.CompletedProce
 
 def assert_refused(result: subprocess.CompletedProcess[str], needle: str) -> None:
     assert result.returncode != 0, (result.args, result.stdout)
-    assert needle in result.stderr, (result.args, result.stderr)
+    assert needle in " ".join(result.stderr.split()), (result.args, result.stderr)  # Rich wraps long sentences
     assert "Traceback" not in result.stderr, (result.args, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, (result.args, result.stderr)
