@@ -1,0 +1,140 @@
+"""Which network learns to work on photographs faster per hour of training on this machine: the shipped
+model's narrow StereoNet (configs/shipped.yaml) or the recipe's (config.py's ModelConfig defaults), each
+from random weights for the same wall time, on the same generated scenes with the same crops, batch,
+augmentations, optimizer and schedule shape (warmup, cosine to 0). The model card's "Why this one".
+
+    python benchmarks/bench_network.py --train-lmdb data/s24/lmdb/train_lmdb --test-lmdb data/s24/lmdb/test_lmdb \
+      --tune data/tune/SceneFlow --minutes 40 --out runs/bench_network
+
+For each network a 30-step probe measures its step time and the step count fills --minutes (so the LR
+schedule spans the whole run); validation every other epoch on the held-out training scenes chooses
+best.pt, as every stereokit run does. best.pt is then run as infer runs it (auto scale) on the seed-77
+scenes (the set that chooses: bench_scale.py's, at half and own size) and on Motorcycle (reported, never
+chosen on). Writes OUT/network.png (validation EPE against minutes, both networks) and OUT/network.json.
+A network whose run has finished (OUT/<name>/float/stage.json) is scored without training it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import torch
+from bench_real import score
+from bench_scale import resized_scene
+
+from stereokit.config import ModelConfig, StereokitConfig, load_config
+from stereokit.data.real_pairs import motorcycle
+from stereokit.data.sceneflow import load_sample, read_split
+from stereokit.engine.metrics import BenchmarkMetrics
+from stereokit.services.predictors import open_predictor
+from stereokit.services.train import run_train_float
+
+PROBE_STEPS = 30
+
+
+def network_configs(args: argparse.Namespace) -> dict[str, StereokitConfig]:
+    shipped = load_config(Path("configs/shipped.yaml"), [
+        f"data.train_lmdb={args.train_lmdb}", f"data.test_lmdb={args.test_lmdb}", "train.float.val_every_epochs=2"])
+    recipe = shipped.model_copy(update={"model": ModelConfig(maxdisp=shipped.model.maxdisp)}, deep=True)
+    return {"shipped": shipped, "recipe": recipe}
+
+
+def log_of(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "float" / "log.jsonl").read_text().splitlines()]
+
+
+def step_seconds(cfg: StereokitConfig) -> float:
+    """Seconds a step from steps 10-30 of a throwaway run (the first steps pay for warm-up)."""
+    probe = cfg.model_copy(deep=True)
+    probe.train.float.max_steps = PROBE_STEPS
+    probe.train.float.log_every_steps = 10
+    with tempfile.TemporaryDirectory() as tmp:
+        run_train_float(probe, Path(tmp) / "probe", show_progress=False)
+        times = {e["step"]: e["elapsed_s"] for e in log_of(Path(tmp) / "probe") if "loss" in e}
+    return (times[PROBE_STEPS] - times[10]) / (PROBE_STEPS - 10)
+
+
+def tune_figures(model: Path, tune: Path) -> dict[str, dict[str, float]]:
+    samples, _ = read_split(tune, "test")
+    predictor = open_predictor(model)
+    out = {}
+    for size in (0.5, 1.0):
+        metrics = BenchmarkMetrics()
+        for sample in samples:
+            left, right, gt = resized_scene(load_sample(tune, sample), size)
+            metrics.update(predictor(left, right)[0], gt, gt > 0)
+        out[f"{size:g}"] = metrics.summary()
+    return out
+
+
+def real_figures(model: Path) -> dict[str, dict[str, float]]:
+    predictor = open_predictor(model)
+    out = {}
+    for name, size in (("half", 0.5), ("full", 1.0)):
+        pair = motorcycle(size)
+        out[name] = score(predictor(pair["left"], pair["right"])[0], pair)
+    return out
+
+
+def plot(curves: dict[str, list[tuple[float, float]]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for name, points in curves.items():
+        ax.plot([m for m, _ in points], [e for _, e in points], "o-", label=name)
+    ax.set_xlabel("wall time (min)")
+    ax.set_ylabel("validation EPE (px)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-lmdb", type=Path, required=True)
+    parser.add_argument("--test-lmdb", type=Path, required=True)
+    parser.add_argument("--tune", type=Path, required=True, help="the seed-77 scenes (bench_scale.py's docstring makes them)")
+    parser.add_argument("--minutes", type=float, default=40.0)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_network"))
+    args = parser.parse_args()
+    results = {}
+    for name, cfg in network_configs(args).items():
+        run = args.out / name
+        if not (run / "float" / "stage.json").is_file():
+            cfg.train.float.max_steps = int(args.minutes * 60 / step_seconds(cfg))
+            run_train_float(cfg, run, force=True)
+        log = log_of(run)
+        results[name] = {
+            "steps": max(e["step"] for e in log), "minutes": max(e["elapsed_s"] for e in log) / 60,
+            "curve": [(e["elapsed_s"] / 60, e["val"]["epe"]) for e in log if "val" in e],
+            "best_val_epe": min(e["val"]["epe"] for e in log if "val" in e),
+            "tune": tune_figures(run / "float", args.tune), "motorcycle": real_figures(run / "float"),
+        }
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot({f"{n} ({r['steps']} steps, {r['minutes']:.0f} min)": r["curve"] for n, r in results.items()}, args.out / "network.png",
+         f"from random weights, the same data and settings; {machine}")
+    (args.out / "network.json").write_text(json.dumps({"machine": machine, "date": str(date.today()), **results}, indent=2))
+    print(f"{machine}, {date.today()}; EPE px / bad-2 (auto scale)")
+    print("| network | steps | minutes | best validation EPE | seed-77 half | seed-77 own size | Motorcycle half | Motorcycle full |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        cells = [f"{r[k][s]['epe']:.3f} / {r[k][s]['bad2']:.1%}" for k, s in
+                 (("tune", "0.5"), ("tune", "1"), ("motorcycle", "half"), ("motorcycle", "full"))]
+        print(f"| {name} | {r['steps']} | {r['minutes']:.1f} | {r['best_val_epe']:.3f} | " + " | ".join(cells) + " |")
+    print(f"curve: {args.out / 'network.png'}")
+
+
+if __name__ == "__main__":
+    main()
