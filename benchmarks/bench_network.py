@@ -6,6 +6,9 @@ augmentations, optimizer and schedule shape (warmup, cosine to 0). The model car
     python benchmarks/bench_network.py --train-lmdb data/s24/lmdb/train_lmdb --test-lmdb data/s24/lmdb/test_lmdb \
       --tune data/tune/SceneFlow --minutes 40 --out runs/bench_network
 
+--set overrides both networks' settings alike (a smoke run: smaller crops and batch); --tune-sizes and
+--real-sizes choose what is scored.
+
 For each network a 30-step probe measures its step time and the step count fills --minutes (so the LR
 schedule spans the whole run); validation every other epoch on the held-out training scenes chooses
 best.pt, as every stereokit run does. best.pt is then run as infer runs it (auto scale) on the seed-77
@@ -24,7 +27,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from bench_real import score
+from bench_real import SIZES, score
 from bench_scale import resized_scene
 
 from stereokit.config import ModelConfig, StereokitConfig, load_config
@@ -35,11 +38,12 @@ from stereokit.services.predictors import open_predictor
 from stereokit.services.train import run_train_float
 
 PROBE_STEPS = 30
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def network_configs(args: argparse.Namespace) -> dict[str, StereokitConfig]:
-    shipped = load_config(Path("configs/shipped.yaml"), [
-        f"data.train_lmdb={args.train_lmdb}", f"data.test_lmdb={args.test_lmdb}", "train.float.val_every_epochs=2"])
+    shipped = load_config(ROOT / "configs" / "shipped.yaml", [
+        f"data.train_lmdb={args.train_lmdb}", f"data.test_lmdb={args.test_lmdb}", "train.float.val_every_epochs=2", *args.set])
     recipe = shipped.model_copy(update={"model": ModelConfig(maxdisp=shipped.model.maxdisp)}, deep=True)
     return {"shipped": shipped, "recipe": recipe}
 
@@ -59,11 +63,11 @@ def step_seconds(cfg: StereokitConfig) -> float:
     return (times[PROBE_STEPS] - times[10]) / (PROBE_STEPS - 10)
 
 
-def tune_figures(model: Path, tune: Path) -> dict[str, dict[str, float]]:
+def tune_figures(model: Path, tune: Path, sizes: list[float]) -> dict[str, dict[str, float]]:
     samples, _ = read_split(tune, "test")
     predictor = open_predictor(model)
     out = {}
-    for size in (0.5, 1.0):
+    for size in sizes:
         metrics = BenchmarkMetrics()
         for sample in samples:
             left, right, gt = resized_scene(load_sample(tune, sample), size)
@@ -72,11 +76,11 @@ def tune_figures(model: Path, tune: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def real_figures(model: Path) -> dict[str, dict[str, float]]:
+def real_figures(model: Path, sizes: list[str]) -> dict[str, dict[str, float]]:
     predictor = open_predictor(model)
     out = {}
-    for name, size in (("half", 0.5), ("full", 1.0)):
-        pair = motorcycle(size)
+    for name in sizes:
+        pair = motorcycle(SIZES[name])
         out[name] = score(predictor(pair["left"], pair["right"])[0], pair)
     return out
 
@@ -107,19 +111,24 @@ def main() -> None:
     parser.add_argument("--tune", type=Path, required=True, help="the seed-77 scenes (bench_scale.py's docstring makes them)")
     parser.add_argument("--minutes", type=float, default=40.0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_network"))
+    parser.add_argument("--set", action="append", default=[], help="section.key=value for both networks, as stereokit's --set")
+    parser.add_argument("--tune-sizes", default="0.5,1", help="sizes of the seed-77 scenes to score")
+    parser.add_argument("--real-sizes", default="half,full", help="Motorcycle sizes to score")
     args = parser.parse_args()
+    tune_sizes = [float(s) for s in args.tune_sizes.split(",")]
+    real_sizes = args.real_sizes.split(",")
     results = {}
     for name, cfg in network_configs(args).items():
         run = args.out / name
         if not (run / "float" / "stage.json").is_file():
-            cfg.train.float.max_steps = int(args.minutes * 60 / step_seconds(cfg))
+            cfg.train.float.max_steps = max(1, int(args.minutes * 60 / step_seconds(cfg)))
             run_train_float(cfg, run, force=True)
         log = log_of(run)
         results[name] = {
             "steps": max(e["step"] for e in log), "minutes": max(e["elapsed_s"] for e in log) / 60,
             "curve": [(e["elapsed_s"] / 60, e["val"]["epe"]) for e in log if "val" in e],
             "best_val_epe": min(e["val"]["epe"] for e in log if "val" in e),
-            "tune": tune_figures(run / "float", args.tune), "motorcycle": real_figures(run / "float"),
+            "tune": tune_figures(run / "float", args.tune, tune_sizes), "motorcycle": real_figures(run / "float", real_sizes),
         }
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -127,11 +136,12 @@ def main() -> None:
          f"from random weights, the same data and settings; {machine}")
     (args.out / "network.json").write_text(json.dumps({"machine": machine, "date": str(date.today()), **results}, indent=2))
     print(f"{machine}, {date.today()}; EPE px / bad-2 (auto scale)")
-    print("| network | steps | minutes | best validation EPE | seed-77 half | seed-77 own size | Motorcycle half | Motorcycle full |")
-    print("|---|---|---|---|---|---|---|---|")
+    columns = [("tune", f"{s:g}") for s in tune_sizes] + [("motorcycle", s) for s in real_sizes]
+    print("| network | steps | minutes | best validation EPE | " + " | ".join(
+        f"seed-77 at {s}" if k == "tune" else f"Motorcycle {s}" for k, s in columns) + " |")
+    print("|---|---|---|---|" + "---|" * len(columns))
     for name, r in results.items():
-        cells = [f"{r[k][s]['epe']:.3f} / {r[k][s]['bad2']:.1%}" for k, s in
-                 (("tune", "0.5"), ("tune", "1"), ("motorcycle", "half"), ("motorcycle", "full"))]
+        cells = [f"{r[k][s]['epe']:.3f} / {r[k][s]['bad2']:.1%}" for k, s in columns]
         print(f"| {name} | {r['steps']} | {r['minutes']:.1f} | {r['best_val_epe']:.3f} | " + " | ".join(cells) + " |")
     print(f"curve: {args.out / 'network.png'}")
 

@@ -54,6 +54,27 @@ def test_bench_scale_compares_auto_with_the_pairs_own_size(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+def test_bench_network_trains_and_scores_both_networks(tmp_path: Path) -> None:
+    commands = [["synth", "--out", str(tmp_path / "SceneFlow"), "--num-train", "6", "--num-test", "2", "--height", "128",
+                 "--width", "256", "--maxdisp", "96", "--seed", "5"]]
+    commands += [["pack", "sceneflow", "--src-data-dir", str(tmp_path / "SceneFlow"), "--split-name", split, "--pack-type", "lmdb",
+                  "--target-data-dir", str(tmp_path / "lmdb")] for split in ("train", "test")]
+    for command in commands:
+        made = subprocess.run([sys.executable, "-m", "stereokit", *command], capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert made.returncode == 0, made.stderr[-3000:]
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_network.py"), "--train-lmdb", str(tmp_path / "lmdb" / "train_lmdb"),
+                           "--test-lmdb", str(tmp_path / "lmdb" / "test_lmdb"), "--tune", str(tmp_path / "SceneFlow"), "--minutes", "0.02",
+                           "--out", "out", "--tune-sizes", "1", "--real-sizes", "half", "--set", "data.crop=[64, 128]",
+                           "--set", "train.float.batch_size=2", "--set", "data.val_count=2"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| shipped") or line.startswith("| recipe")}
+    assert set(rows) == {"shipped", "recipe"}
+    assert (tmp_path / "out" / "network.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "recipe" / "float" / "best.pt").is_file()
+
+
+@pytest.mark.slow
 def test_bench_precision_runs_on_a_small_run(deployed: Path, tmp_path: Path) -> None:  # noqa: F811
     shutil.copytree(deployed, tmp_path / "demo" / "run")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_precision.py"), "--demo", str(tmp_path / "demo")],
