@@ -14,7 +14,7 @@ schedule spans the whole run); validation every other epoch on the held-out trai
 best.pt, as every stereokit run does. best.pt is then run as infer runs it (auto scale) on the seed-77
 scenes (the set that chooses: bench_scale.py's, at half and own size) and on Motorcycle (reported, never
 chosen on). Writes OUT/network.png (validation EPE against minutes, both networks) and OUT/network.json.
-A network whose run has finished (OUT/<name>/float/stage.json) is scored without training it again.
+A network whose run has finished is scored without training it again; one cut off on the way resumes.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from stereokit.config import ModelConfig, StereokitConfig, load_config
 from stereokit.data.real_pairs import motorcycle
 from stereokit.data.sceneflow import load_sample, read_split
 from stereokit.engine.metrics import BenchmarkMetrics
+from stereokit.runs import read_stage_record
 from stereokit.services.predictors import open_predictor
 from stereokit.services.train import run_train_float
 
@@ -46,6 +47,15 @@ def network_configs(args: argparse.Namespace) -> dict[str, StereokitConfig]:
         f"data.train_lmdb={args.train_lmdb}", f"data.test_lmdb={args.test_lmdb}", "train.float.val_every_epochs=2", *args.set])
     recipe = shipped.model_copy(update={"model": ModelConfig(maxdisp=shipped.model.maxdisp)}, deep=True)
     return {"shipped": shipped, "recipe": recipe}
+
+
+def train_unless_finished(cfg: StereokitConfig, run: Path) -> None:
+    """A run cut off on the way (its stage.json says running) resumes from its checkpoint; a finished one is kept."""
+    record = read_stage_record(run, "float")
+    if record is not None and record.status == "finished":
+        return
+    resume = (run / "float" / "checkpoint.pt").is_file()
+    run_train_float(cfg, run, resume=resume, force=not resume)
 
 
 def log_of(run: Path) -> list[dict]:
@@ -85,15 +95,56 @@ def real_figures(model: Path, sizes: list[str]) -> dict[str, dict[str, float]]:
     return out
 
 
-def plot(curves: dict[str, list[tuple[float, float]]], path: Path, title: str) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser, out: str, set_help: str) -> None:
+    """The data, output and scoring options bench_network and bench_augment share."""
+    parser.add_argument("--train-lmdb", type=Path, required=True)
+    parser.add_argument("--test-lmdb", type=Path, required=True)
+    parser.add_argument("--tune", type=Path, required=True, help="the seed-77 scenes (bench_scale.py's docstring makes them)")
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--set", action="append", default=[], help=f"section.key=value for {set_help}, as stereokit's --set")
+    parser.add_argument("--tune-sizes", default="0.5,1", help="sizes of the seed-77 scenes to score")
+    parser.add_argument("--real-sizes", default="half,full", help="Motorcycle sizes to score")
+
+
+def run_figures(run: Path, args: argparse.Namespace) -> dict:
+    """A finished run's training log in brief (curve: step, minutes, validation EPE) and its best.pt scored."""
+    log = log_of(run)
+    return {
+        "steps": max(e["step"] for e in log), "minutes": max(e["elapsed_s"] for e in log) / 60,
+        "curve": [(e["step"], e["elapsed_s"] / 60, e["val"]["epe"]) for e in log if "val" in e],
+        "best_val_epe": min(e["val"]["epe"] for e in log if "val" in e),
+        "tune": tune_figures(run / "float", args.tune, [float(s) for s in args.tune_sizes.split(",")]),
+        "motorcycle": real_figures(run / "float", args.real_sizes.split(",")),
+    }
+
+
+def print_table(first: str, results: dict[str, dict], machine: str) -> list[tuple[str, str]]:
+    """The Markdown table of every run's figures; returns its scored columns, (set, size) each."""
+    some = next(iter(results.values()))
+    columns = [("tune", s) for s in some["tune"]] + [("motorcycle", s) for s in some["motorcycle"]]
+    print(f"{machine}, {date.today()}; EPE px / bad-2 (auto scale)")
+    print(f"| {first} | steps | minutes | best validation EPE | " + " | ".join(
+        f"seed-77 at {s}" if k == "tune" else f"Motorcycle {s}" for k, s in columns) + " |")
+    print("|---|---|---|---|" + "---|" * len(columns))
+    for name, r in results.items():
+        cells = [f"{r[k][s]['epe']:.3f} / {r[k][s]['bad2']:.1%}" for k, s in columns]
+        print(f"| {name} | {r['steps']} | {r['minutes']:.1f} | {r['best_val_epe']:.3f} | " + " | ".join(cells) + " |")
+    return columns
+
+
+def machine_name() -> str:
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def plot(results: dict[str, dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for name, points in curves.items():
-        ax.plot([m for m, _ in points], [e for _, e in points], "o-", label=name)
+    for name, r in results.items():
+        ax.plot([m for _, m, _ in r["curve"]], [e for _, _, e in r["curve"]], "o-", label=f"{name} ({r['steps']} steps, {r['minutes']:.0f} min)")
     ax.set_xlabel("wall time (min)")
     ax.set_ylabel("validation EPE (px)")
     ax.set_title(title, fontsize=9)
@@ -106,43 +157,23 @@ def plot(curves: dict[str, list[tuple[float, float]]], path: Path, title: str) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-lmdb", type=Path, required=True)
-    parser.add_argument("--test-lmdb", type=Path, required=True)
-    parser.add_argument("--tune", type=Path, required=True, help="the seed-77 scenes (bench_scale.py's docstring makes them)")
+    add_run_arguments(parser, "runs/bench_network", "both networks")
     parser.add_argument("--minutes", type=float, default=40.0)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench_network"))
-    parser.add_argument("--set", action="append", default=[], help="section.key=value for both networks, as stereokit's --set")
-    parser.add_argument("--tune-sizes", default="0.5,1", help="sizes of the seed-77 scenes to score")
-    parser.add_argument("--real-sizes", default="half,full", help="Motorcycle sizes to score")
     args = parser.parse_args()
-    tune_sizes = [float(s) for s in args.tune_sizes.split(",")]
-    real_sizes = args.real_sizes.split(",")
     results = {}
     for name, cfg in network_configs(args).items():
         run = args.out / name
-        if not (run / "float" / "stage.json").is_file():
+        if (run / "config.yaml").is_file():  # started before: the same step count, so that it resumes
+            cfg.train.float.max_steps = load_config(run / "config.yaml").train.float.max_steps
+        else:
             cfg.train.float.max_steps = max(1, int(args.minutes * 60 / step_seconds(cfg)))
-            run_train_float(cfg, run, force=True)
-        log = log_of(run)
-        results[name] = {
-            "steps": max(e["step"] for e in log), "minutes": max(e["elapsed_s"] for e in log) / 60,
-            "curve": [(e["elapsed_s"] / 60, e["val"]["epe"]) for e in log if "val" in e],
-            "best_val_epe": min(e["val"]["epe"] for e in log if "val" in e),
-            "tune": tune_figures(run / "float", args.tune, tune_sizes), "motorcycle": real_figures(run / "float", real_sizes),
-        }
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+        train_unless_finished(cfg, run)
+        results[name] = run_figures(run, args)
+    machine = machine_name()
     args.out.mkdir(parents=True, exist_ok=True)
-    plot({f"{n} ({r['steps']} steps, {r['minutes']:.0f} min)": r["curve"] for n, r in results.items()}, args.out / "network.png",
-         f"from random weights, the same data and settings; {machine}")
+    plot(results, args.out / "network.png", f"from random weights, the same data and settings; {machine}")
     (args.out / "network.json").write_text(json.dumps({"machine": machine, "date": str(date.today()), **results}, indent=2))
-    print(f"{machine}, {date.today()}; EPE px / bad-2 (auto scale)")
-    columns = [("tune", f"{s:g}") for s in tune_sizes] + [("motorcycle", s) for s in real_sizes]
-    print("| network | steps | minutes | best validation EPE | " + " | ".join(
-        f"seed-77 at {s}" if k == "tune" else f"Motorcycle {s}" for k, s in columns) + " |")
-    print("|---|---|---|---|" + "---|" * len(columns))
-    for name, r in results.items():
-        cells = [f"{r[k][s]['epe']:.3f} / {r[k][s]['bad2']:.1%}" for k, s in columns]
-        print(f"| {name} | {r['steps']} | {r['minutes']:.1f} | {r['best_val_epe']:.3f} | " + " | ".join(cells) + " |")
+    print_table("network", results, machine)
     print(f"curve: {args.out / 'network.png'}")
 
 

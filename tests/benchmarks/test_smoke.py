@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.services.test_deploy import deployed  # noqa: F401 - a small trained run, for bench_precision
 
@@ -53,25 +55,68 @@ def test_bench_scale_compares_auto_with_the_pairs_own_size(tmp_path: Path) -> No
     assert float(cells[2].rsplit("(", 1)[1].rstrip("x)")) > 1.0  # half-size scenes of 0-48 px: auto upscales
 
 
-@pytest.mark.slow
-def test_bench_network_trains_and_scores_both_networks(tmp_path: Path) -> None:
-    commands = [["synth", "--out", str(tmp_path / "SceneFlow"), "--num-train", "6", "--num-test", "2", "--height", "128",
+@pytest.fixture(scope="module")
+def six_scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six generated training scenes and two test scenes, packed: enough for a few training steps."""
+    root = tmp_path_factory.mktemp("six")
+    commands = [["synth", "--out", str(root / "SceneFlow"), "--num-train", "6", "--num-test", "2", "--height", "128",
                  "--width", "256", "--maxdisp", "96", "--seed", "5"]]
-    commands += [["pack", "sceneflow", "--src-data-dir", str(tmp_path / "SceneFlow"), "--split-name", split, "--pack-type", "lmdb",
-                  "--target-data-dir", str(tmp_path / "lmdb")] for split in ("train", "test")]
+    commands += [["pack", "sceneflow", "--src-data-dir", str(root / "SceneFlow"), "--split-name", split, "--pack-type", "lmdb",
+                  "--target-data-dir", str(root / "lmdb")] for split in ("train", "test")]
     for command in commands:
         made = subprocess.run([sys.executable, "-m", "stereokit", *command], capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert made.returncode == 0, made.stderr[-3000:]
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_network.py"), "--train-lmdb", str(tmp_path / "lmdb" / "train_lmdb"),
-                           "--test-lmdb", str(tmp_path / "lmdb" / "test_lmdb"), "--tune", str(tmp_path / "SceneFlow"), "--minutes", "0.02",
-                           "--out", "out", "--tune-sizes", "1", "--real-sizes", "half", "--set", "data.crop=[64, 128]",
-                           "--set", "train.float.batch_size=2", "--set", "data.val_count=2"],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    return root
+
+
+TINY_TRAINING = ["--tune-sizes", "1", "--real-sizes", "half", "--set", "data.crop=[64, 128]", "--set", "train.float.batch_size=2",
+                 "--set", "data.val_count=2"]
+
+
+def data_args(root: Path) -> list[str]:
+    return ["--train-lmdb", str(root / "lmdb" / "train_lmdb"), "--test-lmdb", str(root / "lmdb" / "test_lmdb"), "--tune",
+            str(root / "SceneFlow")]
+
+
+def table_rows(stdout: str) -> dict[str, str]:
+    """The Markdown table's rows by their first cell (header and rule left out)."""
+    rows = [line for line in stdout.splitlines() if line.startswith("| ") and not line.startswith("|---")]
+    return {line.split("|")[1].strip(): line for line in rows[1:]}
+
+
+@pytest.mark.slow
+def test_bench_network_trains_and_scores_both_networks(six_scenes: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_network.py"), *data_args(six_scenes), "--minutes", "0.02",
+                           "--out", "out", *TINY_TRAINING], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {line.split("|")[1].strip(): line for line in proc.stdout.splitlines() if line.startswith("| shipped") or line.startswith("| recipe")}
-    assert set(rows) == {"shipped", "recipe"}
+    assert set(table_rows(proc.stdout)) == {"shipped", "recipe"}
     assert (tmp_path / "out" / "network.png").stat().st_size > 10_000
     assert (tmp_path / "out" / "recipe" / "float" / "best.pt").is_file()
+
+
+@pytest.mark.slow
+def test_bench_augment_trains_one_run_per_augmentation_off(six_scenes: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_augment.py"), *data_args(six_scenes), "--steps", "2",
+                           "--noise-seed", "3", "--out", "out", *TINY_TRAINING], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(table_rows(proc.stdout)) == {"all on", "no random scale", "no colour jitter", "no occluding patches",
+                                            "no vertical jitter", "all on, seed 3"}
+    assert (tmp_path / "out" / "augment.png").stat().st_size > 10_000
+    saved = yaml.safe_load((tmp_path / "out" / "no_occluding_patches" / "config.yaml").read_text())
+    assert saved["data"]["augment"]["occlusion_prob"] == 0 and saved["data"]["augment"]["vertical_jitter"] == 0.5
+    assert yaml.safe_load((tmp_path / "out" / "all_on_seed_3" / "config.yaml").read_text())["seed"] == 3
+    # a run cut off on the way (stage.json still says running) resumes and is scored again; finished ones are kept
+    cut = tmp_path / "out" / "no_vertical_jitter"
+    record = json.loads((cut / "float" / "stage.json").read_text())
+    (cut / "float" / "stage.json").write_text(json.dumps({**record, "status": "running", "finished": None}))
+    (cut / "figures.json").unlink()
+    kept = (tmp_path / "out" / "all_on" / "figures.json").stat().st_mtime_ns
+    again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_augment.py"), *data_args(six_scenes), "--steps", "2",
+                            "--noise-seed", "3", "--out", "out", *TINY_TRAINING], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((cut / "float" / "stage.json").read_text())["status"] == "finished"
+    assert (cut / "figures.json").is_file()
+    assert (tmp_path / "out" / "all_on" / "figures.json").stat().st_mtime_ns == kept
 
 
 @pytest.mark.slow
