@@ -4,14 +4,14 @@ same scenes, with the same seed, crops, batch and schedule (warmup, cosine to 0)
 its measured effect"; the model card's augmentation table.
 
     python benchmarks/bench_augment.py --train-lmdb data/s24/lmdb/train_lmdb --test-lmdb data/s24/lmdb/test_lmdb \
-      --tune data/tune/SceneFlow --steps 1500 --out runs/bench_augment
+      --tune data/tune/SceneFlow --steps 1500 --noise-seed 21 --noise-seed 22
 
 Each run's best.pt (chosen by validation on held-out training scenes, as every run does) is scored as infer
 runs it (auto scale) on the seed-77 scenes and on Motorcycle. Nothing is chosen here: the shipped settings
-stay what they are, and Motorcycle's column is the effect on a real pair, reported. A second run with
-everything on and another seed (--noise-seed) measures how far two runs differ by chance alone; an effect
-smaller than that difference is not one. A run that has finished is scored without training it again, one
-cut off on the way resumes; OUT/<arm>/figures.json holds each arm's figures as soon as it has them.
+stay what they are, and Motorcycle's column is the effect on a real pair, reported. Runs with everything on
+and other seeds (--noise-seed, repeatable) measure how far runs differ by chance alone; an effect smaller
+than that is not one. A run that has finished is scored without training it again, one cut off on the way
+resumes; OUT/<arm>/figures.json holds each arm's figures as soon as it has them.
 Writes OUT/augment.json and OUT/augment.png (validation EPE against steps, and bad-2 where scored, every run).
 """
 
@@ -41,8 +41,8 @@ def arm_configs(args: argparse.Namespace) -> dict[str, StereokitConfig]:
     common = [f"data.train_lmdb={args.train_lmdb}", f"data.test_lmdb={args.test_lmdb}", "train.float.val_every_epochs=2",
               f"train.float.max_steps={args.steps}", *args.set]
     arms = {name: load_config(ROOT / "configs" / "shipped.yaml", [*common, *extra]) for name, extra in ARMS.items()}
-    if args.noise_seed is not None:
-        arms[f"all on, seed {args.noise_seed}"] = load_config(ROOT / "configs" / "shipped.yaml", [*common, f"seed={args.noise_seed}"])
+    for seed in args.noise_seed:
+        arms[f"all on, seed {seed}"] = load_config(ROOT / "configs" / "shipped.yaml", [*common, f"seed={seed}"])
     return arms
 
 
@@ -90,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser, "runs/bench_augment", "every run")
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--noise-seed", type=int, default=None, help="add a run with everything on and this seed")
+    parser.add_argument("--noise-seed", type=int, action="append", default=[], help="add a run with everything on and this seed (repeatable)")
     args = parser.parse_args()
     results = {}
     for name, cfg in arm_configs(args).items():
