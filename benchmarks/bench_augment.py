@@ -22,7 +22,7 @@ import json
 from datetime import date
 from pathlib import Path
 
-from bench_network import add_run_arguments, machine_name, print_table, run_figures, train_unless_finished
+from bench_network import add_run_arguments, column_title, draw_curves, machine_name, print_table, run_figures, train_unless_finished
 
 from stereokit.config import StereokitConfig, load_config
 
@@ -51,10 +51,14 @@ def slug(name: str) -> str:
 
 
 def arm_figures(run: Path, args: argparse.Namespace) -> dict:
-    """Kept in OUT/<arm>/figures.json: scoring a run again is minutes, and the table needs every arm."""
+    """Kept in OUT/<arm>/figures.json: scoring a run again is minutes, and the table needs every arm.
+    Scored again when the sizes asked for are not the ones kept."""
     figures = run / "figures.json"
     if figures.is_file():
-        return json.loads(figures.read_text())
+        kept = json.loads(figures.read_text())
+        asked = ([f"{float(s):g}" for s in args.tune_sizes.split(",")], args.real_sizes.split(","))
+        if (list(kept["tune"]), list(kept["motorcycle"])) == asked:
+            return kept
     out = run_figures(run, args)
     figures.write_text(json.dumps(out, indent=2))
     return out
@@ -68,16 +72,11 @@ def plot(results: dict[str, dict], columns: list[tuple[str, str]], path: Path, t
     import matplotlib.pyplot as plt
 
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=100, gridspec_kw={"width_ratios": [2, 3]})
+    draw_curves(curves, results, "step", {name: name for name in results})
     width = 0.8 / len(results)
     for i, (name, r) in enumerate(results.items()):
-        curves.plot([s for s, _, _ in r["curve"]], [e for _, _, e in r["curve"]], "o-", label=name)
         bars.bar([c + i * width for c in range(len(columns))], [100 * r[k][s]["bad2"] for k, s in columns], width, label=name)
-    curves.set_xlabel("step")
-    curves.set_ylabel("validation EPE (px)")
-    curves.grid(alpha=0.3)
-    curves.legend(fontsize=8)
-    bars.set_xticks([c + 0.4 - width / 2 for c in range(len(columns))],
-                    [f"seed-77 at {s}" if k == "tune" else f"Motorcycle {s}" for k, s in columns])
+    bars.set_xticks([c + 0.4 - width / 2 for c in range(len(columns))], [column_title(c) for c in columns])
     bars.set_ylabel("bad-2 (%), auto scale")
     bars.grid(alpha=0.3, axis="y")
     fig.suptitle(title, fontsize=9)

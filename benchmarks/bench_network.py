@@ -25,6 +25,7 @@ import platform
 import tempfile
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from bench_real import SIZES, score
@@ -37,6 +38,9 @@ from stereokit.engine.metrics import BenchmarkMetrics
 from stereokit.runs import read_stage_record
 from stereokit.services.predictors import open_predictor
 from stereokit.services.train import run_train_float
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 PROBE_STEPS = 30
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,13 +122,17 @@ def run_figures(run: Path, args: argparse.Namespace) -> dict:
     }
 
 
+def column_title(column: tuple[str, str]) -> str:
+    kind, size = column
+    return f"seed-77 at {size}" if kind == "tune" else f"Motorcycle {size}"
+
+
 def print_table(first: str, results: dict[str, dict], machine: str) -> list[tuple[str, str]]:
     """The Markdown table of every run's figures; returns its scored columns, (set, size) each."""
     some = next(iter(results.values()))
     columns = [("tune", s) for s in some["tune"]] + [("motorcycle", s) for s in some["motorcycle"]]
     print(f"{machine}, {date.today()}; EPE px / bad-2 (auto scale)")
-    print(f"| {first} | steps | minutes | best validation EPE | " + " | ".join(
-        f"seed-77 at {s}" if k == "tune" else f"Motorcycle {s}" for k, s in columns) + " |")
+    print(f"| {first} | steps | minutes | best validation EPE | " + " | ".join(column_title(c) for c in columns) + " |")
     print("|---|---|---|---|" + "---|" * len(columns))
     for name, r in results.items():
         cells = [f"{r[k][s]['epe']:.3f} / {r[k][s]['bad2']:.1%}" for k, s in columns]
@@ -136,6 +144,17 @@ def machine_name() -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
+def draw_curves(ax: Axes, results: dict[str, dict], x: str, labels: dict[str, str]) -> None:
+    """Validation EPE of every run against x: "step" or "minutes" (the curve's first or second entry)."""
+    at = 0 if x == "step" else 1
+    for name, r in results.items():
+        ax.plot([point[at] for point in r["curve"]], [point[2] for point in r["curve"]], "o-", label=labels[name])
+    ax.set_xlabel("step" if x == "step" else "wall time (min)")
+    ax.set_ylabel("validation EPE (px)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot(results: dict[str, dict], path: Path, title: str) -> None:
     import matplotlib
 
@@ -143,13 +162,8 @@ def plot(results: dict[str, dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for name, r in results.items():
-        ax.plot([m for _, m, _ in r["curve"]], [e for _, _, e in r["curve"]], "o-", label=f"{name} ({r['steps']} steps, {r['minutes']:.0f} min)")
-    ax.set_xlabel("wall time (min)")
-    ax.set_ylabel("validation EPE (px)")
+    draw_curves(ax, results, "minutes", {n: f"{n} ({r['steps']} steps, {r['minutes']:.0f} min)" for n, r in results.items()})
     ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
