@@ -41,6 +41,8 @@ def score(pred: np.ndarray, pair: dict[str, np.ndarray]) -> dict[str, float]:
 
 def predictors(args: argparse.Namespace) -> dict[str, PairPredictor]:
     out = {"stereokit float": open_predictor(args.model, scale=args.scale)}
+    out["stereokit float, no view fill"] = raw = open_predictor(args.model, scale=args.scale)
+    raw.view_fill = False  # the network's own values in the strip the right view cannot see
     if args.scale != 1.0:
         out["stereokit float, the pair's own size"] = open_predictor(args.model, scale=1.0)
     if args.run is not None:

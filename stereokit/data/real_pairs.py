@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from stereokit.engine.out_of_view import nearest_valid
+
 
 def motorcycle(scale: float = 1.0) -> dict[str, np.ndarray]:
     """BGR views, ground truth (0 = unknown) and its valid mask, at `scale` of scikit-image's size."""
@@ -31,20 +33,11 @@ def motorcycle(scale: float = 1.0) -> dict[str, np.ndarray]:
 def fill_holes(disp: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Each invalid pixel takes the smaller of the nearest valid disparities to its left and right
     on its row (Middlebury's background fill); a row with none stays 0."""
-    out = disp.astype(np.float32).copy()
-    h, w = disp.shape
-    idx = np.arange(w)
-    for y in range(h):
-        ok = valid[y]
-        if not ok.any() or ok.all():
-            continue
-        left_i = np.maximum.accumulate(np.where(ok, idx, -1))
-        right_i = np.minimum.accumulate(np.where(ok, idx, w)[::-1])[::-1]
-        lv = np.where(left_i >= 0, disp[y, np.clip(left_i, 0, w - 1)], np.inf)
-        rv = np.where(right_i < w, disp[y, np.clip(right_i, 0, w - 1)], np.inf)
-        fill = np.minimum(lv, rv)
-        out[y, ~ok] = np.where(np.isfinite(fill[~ok]), fill[~ok], 0)
-    return out
+    disp = disp.astype(np.float32)
+    left, has_left = nearest_valid(disp, valid, "left")
+    right, has_right = nearest_valid(disp, valid, "right")
+    fill = np.minimum(np.where(has_left, left, np.inf), np.where(has_right, right, np.inf))
+    return np.where(valid, disp, np.where(np.isfinite(fill), fill, 0)).astype(np.float32)
 
 
 def sgbm_filled(left: np.ndarray, right: np.ndarray, max_disp: float) -> np.ndarray:

@@ -20,6 +20,7 @@ from stereokit.deploy.runtime import Runtime, open_compiled, open_onnx
 from stereokit.engine.input_scale import choose_scale, disparity_back, reach, resize_view, scaled_size
 from stereokit.engine.evaluate import torch_predictor
 from stereokit.engine.checkpoint import load_model_weights
+from stereokit.engine.out_of_view import raise_out_of_view
 from stereokit.errors import StereokitError
 from stereokit.models import build_stereonet
 from stereokit.models.inference import prepare_for_inference
@@ -38,7 +39,8 @@ class PairPredictor:
     `run` takes the pair at the size it is given; `scale` says at which size to give it: None runs
     it where the model is accurate (stereokit/engine/input_scale.py), a number resizes by that factor.
     `fit` is the input size (h, w) of a fixed-shape model, past which upscaling gains nothing;
-    `last_scale` the factor the last pair ran at (its largest disparity is maxdisp / last_scale)."""
+    `last_scale` the factor the last pair ran at (its largest disparity is maxdisp / last_scale).
+    `view_fill`: raise the strip the right view cannot see (stereokit/engine/out_of_view.py)."""
 
     name: str
     maxdisp: float
@@ -47,8 +49,15 @@ class PairPredictor:
     scale: float | None = None
     fit: tuple[int, int] | None = None
     last_scale: float = 1.0
+    view_fill: bool = True
 
     def __call__(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
+        disp, how = self._at_scale(left_bgr, right_bgr)
+        if not self.view_fill:
+            return disp, how
+        return raise_out_of_view(disp), f"{how}; the strip the right view cannot see raised to its row's seen disparity"
+
+    def _at_scale(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
         self.last_scale = 1.0
         if self.scale == 1.0:
             return self.run(left_bgr, right_bgr)

@@ -8,10 +8,12 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
 from stereokit.config import load_config
+from stereokit.data.pfm import read_pfm
 from stereokit.errors import StereokitError
 from stereokit.services.predictors import open_predictor
 from stereokit.weights import PACKAGE_DIR, load_shipped, manifest, read_weights, sha256_of
@@ -25,6 +27,7 @@ def test_the_shipped_weights_match_their_hash_and_the_cards_figure() -> None:
     assert weights.sha256 == entry["sha256"] == sha256_of(PACKAGE_DIR / entry["file"])
     assert weights.model == load_config(Path("configs/shipped.yaml")).model
     predictor = open_predictor(scale=1.0)  # no --model: the shipped one; the check set at its own size
+    predictor.view_fill = False  # the network's own values, as ship_weights.py scored them
     assert predictor.name == "shipped" and predictor.maxdisp == weights.model.maxdisp
     figures = check_set_epe(lambda left, right: predictor(left, right)[0])
     assert figures["epe"] == pytest.approx(entry["check_set"]["epe"], rel=0.01, abs=0.02)
@@ -64,6 +67,13 @@ def test_infer_without_a_model_runs_the_shipped_one(tmp_path: Path) -> None:
               "--scale", "1", "--json")
     assert one.returncode == 0, one.stderr
     assert json.loads(one.stdout)["handling"].startswith("padded 250x170 to 256x192")
+    assert "the strip the right view cannot see raised" in json.loads(one.stdout)["handling"]
+    raw = run("infer", "--imgl", str(tmp_path / "l.png"), "--imgr", str(tmp_path / "r.png"), "--save-path", str(tmp_path / "raw"),
+              "--scale", "1", "--no-view-fill", "--json")
+    assert raw.returncode == 0 and "the strip" not in json.loads(raw.stdout)["handling"], raw.stderr
+    filled, own = read_pfm(tmp_path / "one" / "disparity.pfm"), read_pfm(tmp_path / "raw" / "disparity.pfm")
+    strip = np.arange(own.shape[1])[None, :] < own  # only where the right view cannot see, and only upwards
+    assert np.array_equal(filled[~strip], own[~strip]) and (filled[strip] >= own[strip]).all() and (filled > own).any()
     assert_refused(run("infer", "--imgl", str(tmp_path / "l.png"), "--imgr", str(tmp_path / "r.png"), "--save-path",
                        str(tmp_path / "never"), "--scale", "big"), "--scale 'big' is neither 'auto' nor a number")
     for key in ("disparity_pfm", "disparity_color", "depth_pfm", "depth_mm_png", "cloud_ply", "side_by_side"):

@@ -1,0 +1,113 @@
+"""The strip at the left edge that the right view cannot see: how wrong the model is there, and which
+rule for it infer keeps (docs/performance.md, "The strip the right view cannot see"; the rule is
+stereokit/engine/out_of_view.py). Chosen on bench_scale's seed-77 scenes (its docstring makes them);
+Motorcycle is scored beside them for the record, never chosen on.
+
+    python benchmarks/bench_out_of_view.py --data data/tune/SceneFlow
+
+The model runs once per scene as infer runs it but with the rule off; each rule is then applied to that
+same map. Rules, for a pixel x with disparity d where x < d (its match would fall left of the right
+view): `neighbour` takes the nearest pixel to its right on the row that is seen; `larger` the larger of
+the two (infer's); `smaller` the smaller (Middlebury's background fill). EPE / bad-2 / bad-3 over every
+pixel with ground truth, and over the strip alone (pixels whose true match is out of view).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from bench_real import SIZES
+from bench_scale import resized_scene
+
+from stereokit.data.real_pairs import motorcycle
+from stereokit.data.sceneflow import load_sample, read_split
+from stereokit.engine.metrics import BenchmarkMetrics
+from stereokit.engine.out_of_view import nearest_valid, out_of_view, raise_out_of_view
+from stereokit.progress import progress_bar
+from stereokit.services.predictors import open_predictor
+
+
+def _towards_neighbour(pick: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    def rule(disp: np.ndarray) -> np.ndarray:
+        hidden = out_of_view(disp)
+        neighbour, found = nearest_valid(disp, ~hidden, "right")
+        return np.where(hidden & found, pick(disp, neighbour), disp)
+    return rule
+
+
+RULES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "none (the network's values)": lambda d: d,
+    "neighbour": _towards_neighbour(lambda own, seen: seen),
+    "larger (infer's)": raise_out_of_view,
+    "smaller": _towards_neighbour(np.minimum),
+}
+
+
+def strip_of(gt: np.ndarray) -> np.ndarray:
+    """Pixels whose true match lies left of the right view's first column."""
+    return (gt > 0) & out_of_view(gt)
+
+
+def score(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """pairs of (network map, ground truth) -> per rule: all pixels (per image) and the strip (pooled)."""
+    out = {}
+    for name, rule in RULES.items():
+        metrics, errors, signed = BenchmarkMetrics(), [], []
+        for disp, gt in pairs:
+            fixed = rule(disp)
+            metrics.update(fixed, gt, gt > 0)
+            strip = strip_of(gt)
+            errors.append(np.abs(fixed - gt)[strip])
+            signed.append((fixed - gt)[strip])
+        strip_err, strip_signed = np.concatenate(errors), np.concatenate(signed)
+        out[name] = {**metrics.summary(), "strip_share": strip_err.size / sum(int((g > 0).sum()) for _, g in pairs),
+                     "strip_epe": float(strip_err.mean()), "strip_bias": float(strip_signed.mean()),
+                     "strip_bad2": float((strip_err > 2).mean())}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="the seed-77 scenes (a SceneFlow-layout tree; its test list is read)")
+    parser.add_argument("--model", default=None, help="default: the shipped model")
+    parser.add_argument("--sizes", default="0.5,1")
+    parser.add_argument("--pairs", type=int, default=0, help="use the first N scenes (0: all)")
+    parser.add_argument("--real-sizes", default="half,full", help="Motorcycle sizes to score beside them ('' for none)")
+    args = parser.parse_args()
+    predictor = open_predictor(args.model)
+    predictor.view_fill = False
+    samples, _ = read_split(args.data, "test")
+    samples = samples[: args.pairs or None]
+    sizes = [float(s) for s in args.sizes.split(",")]
+    real = [s for s in args.real_sizes.split(",") if s]
+    tables: dict[str, dict[str, dict[str, float]]] = {}
+    with progress_bar("bench_out_of_view", len(sizes) * len(samples) + len(real)) as advance:
+        for size in sizes:
+            pairs = []
+            for sample in samples:
+                left, right, gt = resized_scene(load_sample(args.data, sample), size)
+                pairs.append((predictor(left, right)[0], gt))
+                advance()
+            tables[f"seed-77 scenes at {size:g}"] = score(pairs)
+        for size in real:
+            pair = motorcycle(SIZES[size])
+            tables[f"Motorcycle {size} (not chosen on)"] = score([(predictor(pair["left"], pair["right"])[0], pair["disp"])])
+            advance()
+    print(f"{predictor.name}, {platform.machine()} {platform.processor()}, {date.today()}")
+    for title, rows in tables.items():
+        share = next(iter(rows.values()))["strip_share"]
+        print(f"\n{title} (the strip: {share:.1%} of the pixels with ground truth)")
+        print("| rule | EPE px / bad-2 / bad-3 | strip: EPE px / mean error px / bad-2 |")
+        print("|---|---|---|")
+        for name, m in rows.items():
+            print(f"| {name} | {m['epe']:.3f} / {m['bad2']:.2%} / {m['bad3']:.2%} | "
+                  f"{m['strip_epe']:.2f} / {m['strip_bias']:+.2f} / {m['strip_bad2']:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
