@@ -43,6 +43,8 @@ def predictors(args: argparse.Namespace) -> dict[str, PairPredictor]:
     out = {"stereokit float": open_predictor(args.model, scale=args.scale)}
     out["stereokit float, no view fill"] = raw = open_predictor(args.model, scale=args.scale)
     raw.view_fill = False  # the network's own values in the strip the right view cannot see
+    out["stereokit float, multiscale"] = multi = open_predictor(args.model, scale=args.scale)
+    multi.multiscale = True  # infer's --multiscale: the median of three scales
     if args.scale != 1.0:
         out["stereokit float, the pair's own size"] = open_predictor(args.model, scale=1.0)
     if args.run is not None:

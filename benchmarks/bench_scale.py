@@ -1,5 +1,6 @@
-"""Auto scale against the pair's own size (and fixed factors), on generated scenes resized to several
-sizes: the table in docs/performance.md, "Auto scale". Never run it on a test split you report on.
+"""Auto scale against the pair's own size (and fixed factors, and with --multiscale infer's median of
+three scales), on generated scenes resized to several sizes: the tables in docs/performance.md, "Auto
+scale" and "Multiscale". Never run it on a test split you report on.
 
     stereokit synth --out data/tune/SceneFlow --num-train 1 --num-test 48 --height 256 --width 512 --maxdisp 192 \
       --seed 77 --scene photo_share=0.5 --scene object_curvature=0.08 --scene "foreground=[0.02, 0.75]" \
@@ -41,12 +42,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="0.25,0.5,1,1.5")
     parser.add_argument("--factors", default="", help="fixed --scale factors to compare too, e.g. 2,3")
     parser.add_argument("--pairs", type=int, default=0, help="use the first N pairs (0: all)")
+    parser.add_argument("--multiscale", action="store_true", help="also auto scale with infer's --multiscale (three passes a pair)")
     args = parser.parse_args()
     samples, _ = read_split(args.data, "test")
     samples = samples[: args.pairs or None]
     models: dict[str, PairPredictor] = {"own size": open_predictor(args.model, scale=1.0), "auto": open_predictor(args.model)}
     for f in filter(None, args.factors.split(",")):
         models[f"x{float(f):g}"] = open_predictor(args.model, scale=float(f))
+    if args.multiscale:
+        models["auto, multiscale"] = open_predictor(args.model)
+        models["auto, multiscale"].multiscale = True
     sizes = [float(s) for s in args.sizes.split(",")]
     rows: dict[float, dict[str, dict[str, float]]] = {}
     with progress_bar("bench_scale", len(sizes) * len(samples)) as advance:

@@ -26,6 +26,12 @@ QUANTILE = 99.0
 SCALE_BOUNDS = (0.5, 4.0)
 MAX_PIXELS = 4_000_000  # a 2560x1536 pair: the largest auto scale asks of memory and time
 KEEP_WITHIN = 0.1  # a scale this close to 1 is not worth a second pass
+# --multiscale: the per-pixel median of passes at these multiples of the chosen scale. A map moves by
+# 0.9 px on average between scales 1% apart (the network's error is not smooth in the scale); the median
+# of three keeps what they agree on. Chosen on the seed-77 scenes (docs/performance.md, "Multiscale"):
+# half size 2.067 -> 1.978 px, own size 4.012 -> 3.832 px; the mean of the same three, or of x0.95 / 1
+# / 1.05, did less.
+MULTISCALE_FACTORS = (0.9, 1.0, 1.1)
 
 
 def parse_scale(text: str) -> float | None:
@@ -54,11 +60,13 @@ def choose_scale(first: np.ndarray, maxdisp: float, fit: tuple[int, int] | None 
     h, w = first.shape[:2]
     u = min(max(TARGET_FRACTION * maxdisp / reach(first), SCALE_BOUNDS[0]), SCALE_BOUNDS[1])
     if u > 1.0:
-        u = min(u, math.sqrt(MAX_PIXELS / (h * w)))
-        if fit is not None:
-            u = min(u, fit[0] / h, fit[1] / w)
-        u = max(u, 1.0)
+        u = max(within_fit(min(u, math.sqrt(MAX_PIXELS / (h * w))), (h, w), fit), 1.0)
     return 1.0 if abs(u - 1.0) < KEEP_WITHIN else u
+
+
+def within_fit(u: float, shape: tuple[int, int], fit: tuple[int, int] | None) -> float:
+    """u, or less where a pair of `shape` (h, w) scaled by it would not fit a fixed input `fit`."""
+    return u if fit is None else min(u, fit[0] / shape[0], fit[1] / shape[1])
 
 
 def scaled_size(h: int, w: int, u: float) -> tuple[int, int]:

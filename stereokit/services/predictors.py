@@ -17,7 +17,8 @@ from stereokit.data.transforms import preprocess_image
 from stereokit.deploy.hbm import load_hbm
 from stereokit.deploy.ir import read_metadata
 from stereokit.deploy.runtime import Runtime, open_compiled, open_onnx
-from stereokit.engine.input_scale import choose_scale, disparity_back, reach, resize_view, scaled_size
+from stereokit.engine.input_scale import (MULTISCALE_FACTORS, choose_scale, disparity_back, reach, resize_view, scaled_size,
+                                          within_fit)
 from stereokit.engine.evaluate import torch_predictor
 from stereokit.engine.checkpoint import load_model_weights
 from stereokit.engine.out_of_view import raise_out_of_view
@@ -40,7 +41,8 @@ class PairPredictor:
     it where the model is accurate (stereokit/engine/input_scale.py), a number resizes by that factor.
     `fit` is the input size (h, w) of a fixed-shape model, past which upscaling gains nothing;
     `last_scale` the factor the last pair ran at (its largest disparity is maxdisp / last_scale).
-    `view_fill`: raise the strip the right view cannot see (stereokit/engine/out_of_view.py)."""
+    `view_fill`: raise the strip the right view cannot see (stereokit/engine/out_of_view.py);
+    `multiscale`: the median of passes at MULTISCALE_FACTORS times the scale (input_scale.py)."""
 
     name: str
     maxdisp: float
@@ -50,6 +52,7 @@ class PairPredictor:
     fit: tuple[int, int] | None = None
     last_scale: float = 1.0
     view_fill: bool = True
+    multiscale: bool = False
 
     def __call__(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
         disp, how = self._at_scale(left_bgr, right_bgr)
@@ -59,21 +62,34 @@ class PairPredictor:
 
     def _at_scale(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
         self.last_scale = 1.0
-        if self.scale == 1.0:
+        if self.scale == 1.0 and not self.multiscale:
             return self.run(left_bgr, right_bgr)
         h, w = left_bgr.shape[:2]
+        first = None
         if self.scale is None:
             first, how = self.run(left_bgr, right_bgr)
             u = choose_scale(first, self.maxdisp, self.fit)
             note = f"auto scale {u:.2f}: its disparities reach {reach(first):.0f} px of the model's {self.maxdisp:g}"
-            if u == 1.0:
+            if u == 1.0 and not self.multiscale:
                 return first, f"{how}; {note}"
         else:
             u, note = self.scale, f"--scale {self.scale:g}"
-        size = scaled_size(h, w, u)
-        disp, how = self.run(resize_view(left_bgr, size), resize_view(right_bgr, size))
-        self.last_scale = size[1] / w
-        return disparity_back(disp, (h, w)), f"resized {w}x{h} to {size[1]}x{size[0]} ({note}), then {how}"
+        self.last_scale = scaled_size(h, w, u)[1] / w
+        if not self.multiscale:
+            size = scaled_size(h, w, u)
+            disp, how = self.run(resize_view(left_bgr, size), resize_view(right_bgr, size))
+            return disparity_back(disp, (h, w)), f"resized {w}x{h} to {size[1]}x{size[0]} ({note}), then {how}"
+        maps, sizes = [], []
+        for factor in MULTISCALE_FACTORS:
+            size = scaled_size(h, w, within_fit(u * factor, (h, w), self.fit))
+            if size == (h, w) and first is not None:
+                maps.append(first)  # the first pass already ran the pair at this size
+            else:
+                disp, how = self.run(resize_view(left_bgr, size), resize_view(right_bgr, size))
+                maps.append(disparity_back(disp, (h, w)))
+            sizes.append(f"{size[1]}x{size[0]}")
+        return (np.median(np.stack(maps), axis=0).astype(np.float32),
+                f"median of {len(maps)} passes at {', '.join(sizes)} ({note}, x {' / '.join(f'{f:g}' for f in MULTISCALE_FACTORS)}); the last pass {how}")
 
 
 def _normalisation(meta: dict[str, str], name: Path) -> DataConfig:

@@ -47,11 +47,12 @@ def test_bench_scale_compares_auto_with_the_pairs_own_size(tmp_path: Path) -> No
                            capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert synth.returncode == 0, synth.stderr[-3000:]
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_scale.py"), "--data", str(tmp_path / "tune"), "--sizes",
-                           "0.5", "--factors", "2"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                           "0.5", "--factors", "2", "--multiscale"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| 0.5 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert len(cells) == 4 and cells[2].endswith("x)")  # own size, auto (with its mean factor), x2
+    assert len(cells) == 5 and cells[2].endswith("x)")  # own size, auto (with its mean factor), x2, auto multiscale
+    assert cells[4] != cells[2].rsplit(" (", 1)[0]  # three passes are not the one
     assert float(cells[2].rsplit("(", 1)[1].rstrip("x)")) > 1.0  # half-size scenes of 0-48 px: auto upscales
     # bench_out_of_view on the same scenes: its infer rule scores what bench_scale's auto (infer's default) scored
     strip = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_out_of_view.py"), "--data", str(tmp_path / "tune"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stereokit.engine.input_scale import (MAX_PIXELS, SCALE_BOUNDS, TARGET_FRACTION, choose_scale, disparity_back,
-                                          parse_scale, reach, resize_view)
+                                          parse_scale, reach, resize_view, within_fit)
 
 
 def _ramp(h: int, w: int, top: float) -> np.ndarray:
@@ -65,3 +65,9 @@ def test_disparity_comes_back_at_the_pairs_size_in_its_pixels() -> None:
     assert small[0, 19] == near and small[0, 20] == far
     image = np.random.default_rng(0).integers(0, 255, (30, 60, 3), dtype=np.uint8)
     assert resize_view(image, (60, 120)).shape == (60, 120, 3) and resize_view(image, (15, 30)).shape == (15, 30, 3)
+
+
+def test_within_fit_caps_a_factor_at_a_fixed_input() -> None:
+    assert within_fit(3.0, (100, 200), None) == 3.0
+    assert within_fit(3.0, (100, 200), (256, 512)) == pytest.approx(2.56)
+    assert within_fit(2.0, (100, 200), (256, 512)) == 2.0

@@ -49,3 +49,25 @@ def test_a_float_model_can_run_as_a_fixed_shape_model_pads() -> None:
     pad = lambda v: cv2.copyMakeBorder(v, 0, 128, 0, 128, cv2.BORDER_REPLICATE)  # noqa: E731
     by_hand, _ = open_predictor(scale=1.0)(pad(scene.left), pad(scene.right))
     np.testing.assert_allclose(disp, by_hand[:128, :256], atol=1e-3)
+
+
+def test_multiscale_is_the_median_of_three_passes_around_the_chosen_scale() -> None:
+    scene = render_scene(np.random.default_rng([4242, 12]), 128, 256, 192, SHIPPED_SCENES)
+    left, right = (cv2.resize(v, (128, 64), interpolation=cv2.INTER_AREA) for v in (scene.left, scene.right))
+    one = open_predictor()
+    one.view_fill = False
+    single, _ = one(left, right)
+    u = one.last_scale
+    multi = open_predictor()
+    multi.view_fill, multi.multiscale = False, True
+    disp, how = multi(left, right)
+    assert multi.last_scale == u and disp.shape == single.shape == (64, 128)
+    assert "median of 3 passes at" in how and "x 0.9 / 1 / 1.1" in how and "auto scale" in how
+    by_hand = []
+    for factor in (0.9, 1.0, 1.1):
+        fixed = open_predictor(scale=u * factor)
+        fixed.view_fill = False
+        by_hand.append(fixed(left, right)[0])
+    np.testing.assert_array_equal(by_hand[1], single)
+    np.testing.assert_allclose(disp, np.median(np.stack(by_hand), axis=0), atol=1e-5)
+    assert not np.array_equal(disp, single)

@@ -74,6 +74,9 @@ def test_infer_without_a_model_runs_the_shipped_one(tmp_path: Path) -> None:
     filled, own = read_pfm(tmp_path / "one" / "disparity.pfm"), read_pfm(tmp_path / "raw" / "disparity.pfm")
     strip = np.arange(own.shape[1])[None, :] < own  # only where the right view cannot see, and only upwards
     assert np.array_equal(filled[~strip], own[~strip]) and (filled[strip] >= own[strip]).all() and (filled > own).any()
+    multi = run("infer", "--imgl", str(tmp_path / "l.png"), "--imgr", str(tmp_path / "r.png"), "--save-path", str(tmp_path / "multi"),
+                "--scale", "1", "--multiscale", "--json")
+    assert multi.returncode == 0 and "median of 3 passes at 225x153, 250x170, 275x187" in json.loads(multi.stdout)["handling"], multi.stderr
     assert_refused(run("infer", "--imgl", str(tmp_path / "l.png"), "--imgr", str(tmp_path / "r.png"), "--save-path",
                        str(tmp_path / "never"), "--scale", "big"), "--scale 'big' is neither 'auto' nor a number")
     for key in ("disparity_pfm", "disparity_color", "depth_pfm", "depth_mm_png", "cloud_ply", "side_by_side"):
