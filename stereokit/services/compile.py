@@ -18,15 +18,15 @@ from stereokit.config import DataConfig, deploy_size, stage_config_hash
 from stereokit.data.synth import render_scene
 from stereokit.data.transforms import preprocess_image
 from stereokit.deploy import openvino_runtime
-from stereokit.deploy.checker import check_model
-from stereokit.deploy.compiler import chains_left, confirm_check, lower_to_integer, op_counts
+from stereokit.deploy.checker import CheckReport, check_model
+from stereokit.deploy.compiler import CompiledNode, chains_left, confirm_check, lower_to_integer, op_counts
 from stereokit.deploy.graph import Graph
 from stereokit.deploy.hbm import FORMAT_VERSION, pack_hbm
 from stereokit.deploy.ir import input_size, ir_metadata, islands_for, load_ir, metadata
 from stereokit.deploy.onnx_export import export_onnx
 from stereokit.deploy.perf import estimate, measure_latency_ms, perf_html, rows_json, summary
 from stereokit.deploy.runtime import EPE_REL_BAR, open_runtime_model
-from stereokit.deploy.target import load_target
+from stereokit.deploy.target import TargetProfile, load_target
 from stereokit.errors import StereokitError
 from stereokit.models.postprocess import DeployModel
 from stereokit.lineage import Lineage, check_rerun, clear_for_rerun, require_stage, stage_lock
@@ -199,6 +199,89 @@ def check_runtime(runtime: str | None) -> tuple[str | None, str]:
     return runtime, f"compile-{runtime}"
 
 
+@dataclass
+class RuntimePick:
+    """Which runtime the container carries, and what the choice rested on."""
+
+    name: str
+    model: bytes
+    timings: dict[str, float]
+    accuracy: RuntimeAccuracy
+    float_nodes: list[dict[str, str]]
+    note: str | None
+
+
+def _checked_ir(ir: onnx.ModelProto, ir_path: Path, profile: TargetProfile, islands: list[str], strict: bool) -> CheckReport:
+    """The target's check of the IR; an error (or, with --strict, a CPU fallback) refuses the compile."""
+    report = check_model(ir, profile, islands)
+    if report.errors:
+        raise StereokitError(f"{ir_path}: cannot compile: {report.errors[0]} (run 'stereokit check' for all).", exit_code=1)
+    if strict and report.fallbacks:
+        first = report.fallbacks[0]
+        raise StereokitError(f"{ir_path}: {len(report.fallbacks)} node(s) would fall back to the CPU on {profile.name} (--strict); "
+                             f"first: {first.name} ({first.op}, {first.rule}).", exit_code=1)
+    return report
+
+
+def _pick_runtime(runtime: str | None, ir_bytes: bytes, lowered: bytes, compiled_nodes: list[CompiledNode], ir_path: Path, data: DataConfig,
+                  maxdisp: float, size: tuple[int, int], measure_runs: int, strict: bool, note: str | None,
+                  show_progress: bool) -> RuntimePick:
+    """--runtime's, or (plain compile) the fastest installed one that is as accurate as ONNX Runtime's
+    graph and runs in integer what check puts on the integer path."""
+    h, w = size
+    candidates = installed_runtimes() if runtime is None else [runtime]
+    models = {name: lowered if name == "ort" else openvino_runtime.convert_ir(ir_bytes) for name in candidates}
+    timings = {name: runtime_latency_ms(name, models[name], h, w, measure_runs) for name in candidates}
+    accuracy = RuntimeAccuracy({}, {})  # plain compile: the faster runtime's beside ONNX Runtime's
+    if runtime is None:
+        if (fastest := fastest_runtime(timings)) != "ort":
+            accuracy = runtime_accuracy(models, [fastest], data, maxdisp, h, w, show_progress=show_progress)
+        chosen, passed_over = choose_runtime(timings, accuracy)
+        note = "; ".join(filter(None, [note, passed_over])) or None
+    else:
+        chosen = runtime
+    runtime_float = openvino_float_nodes(models[chosen], compiled_nodes, str(ir_path)) if chosen == "openvino" else []
+    if runtime is None and runtime_float:
+        # plain compile keeps to a runtime that runs what check puts on the integer path in integer
+        note = "; ".join(filter(None, [note, f"kept ONNX Runtime: OpenVINO was faster but runs {len(runtime_float)} integer node(s) in float"]))
+        chosen, runtime_float = "ort", []
+    if strict and runtime_float:
+        raise StereokitError(f"{ir_path}: OpenVINO runs {len(runtime_float)} node(s) in float that check puts on the integer path "
+                             f"(--strict); first: {runtime_float[0]['node']} ({runtime_float[0]['precision']}).", exit_code=1)
+    return RuntimePick(chosen, models[chosen], timings, accuracy, runtime_float, note)
+
+
+def _manifest(ir: onnx.ModelProto, meta: dict[str, str], profile_name: str, size: tuple[int, int], sources: dict[str, str],
+              counts: dict[str, int], islands: list[str], compiled_nodes: list[CompiledNode], lowered: bytes, totals: dict,
+              pick: RuntimePick) -> dict:
+    """What the container says about itself. Only what follows from the IR goes in, so the same IR gives
+    the same bytes; measured timings go to perf.json and the stage record."""
+    h, w = size
+    return {
+        "format_version": FORMAT_VERSION,
+        "stereokit_version": __version__,
+        "target": profile_name,
+        "inputs": {name: [1, 3, h, w] for name in ("imgl", "imgr")},
+        "output": {"disparity": [1, 1, h, w]},
+        "preprocessing": metadata(ir),
+        "input_quantization": input_quantization(ir),
+        "maxdisp": float(meta["maxdisp"]),
+        "source_stage": meta["source_stage"],
+        "source_sha256": meta.get("source_sha256", ""),
+        "sources": sources,
+        "op_counts": counts,
+        "float_islands": islands,
+        # ONNX Runtime's QLinear ops are 8-bit only: these run as DQ -> op -> Q in float on int16 values
+        "int16_simulated": [n.name for n in compiled_nodes if n.runs == "int16-simulation"],
+        # and ONNX Runtime's CPU provider has no integer bilinear Resize: these run as DQ -> Resize -> Q
+        "resize_simulated": [n.name for n in compiled_nodes if n.runs == "resize-simulation"],
+        "q_dq_q_chains": chains_left(lowered),
+        "estimate": totals,
+        "runtime": pick.name,
+        **({"runtime_version": openvino_runtime.version(), "runtime_float_nodes": pick.float_nodes} if pick.name == "openvino" else {}),
+    }
+
+
 def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force: bool = False,
                 measure_runs: int = 3, runtime: str | None = None,
                 height: int | None = None, width: int | None = None, show_progress: bool = True) -> CompileResult:
@@ -226,71 +309,24 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
     ir = load_ir(ir_path)
     islands = islands_for(ir, str(ir_path))
     meta = ir_metadata(ir, str(ir_path))
-    report = check_model(ir, profile, islands)
-    if report.errors:
-        raise StereokitError(f"{ir_path}: cannot compile: {report.errors[0]} (run 'stereokit check' for all).", exit_code=1)
-    if strict and report.fallbacks:
-        first = report.fallbacks[0]
-        raise StereokitError(f"{ir_path}: {len(report.fallbacks)} node(s) would fall back to the CPU on {profile.name} (--strict); "
-                             f"first: {first.name} ({first.op}, {first.rule}).", exit_code=1)
+    report = _checked_ir(ir, ir_path, profile, islands, strict)
     ir_bytes = ir_path.read_bytes()
     lowered = lower_to_integer(ir_bytes)
     compiled_nodes = confirm_check(report, lowered)
     h, w = input_size(ir, str(ir_path))
-    candidates = installed_runtimes() if runtime is None else [runtime]
-    models = {name: lowered if name == "ort" else openvino_runtime.convert_ir(ir_bytes) for name in candidates}
-    timings = {name: runtime_latency_ms(name, models[name], h, w, measure_runs) for name in candidates}
-    accuracy = RuntimeAccuracy({}, {})  # plain compile: the faster runtime's beside ONNX Runtime's
-    if runtime is None:
-        if (fastest := fastest_runtime(timings)) != "ort":
-            accuracy = runtime_accuracy(models, [fastest], cfg.data, float(meta["maxdisp"]), h, w, show_progress=show_progress)
-        chosen, passed_over = choose_runtime(timings, accuracy)
-        note = "; ".join(filter(None, [note, passed_over])) or None
-    else:
-        chosen = runtime
-    runtime_float = openvino_float_nodes(models[chosen], compiled_nodes, str(ir_path)) if chosen == "openvino" else []
-    if runtime is None and runtime_float:
-        # plain compile keeps to a runtime that runs what check puts on the integer path in integer
-        note = "; ".join(filter(None, [note, f"kept ONNX Runtime: OpenVINO was faster but runs {len(runtime_float)} integer node(s) in float"]))
-        chosen, runtime_float = "ort", []
-    if strict and runtime_float:
-        raise StereokitError(f"{ir_path}: OpenVINO runs {len(runtime_float)} node(s) in float that check puts on the integer path "
-                             f"(--strict); first: {runtime_float[0]['node']} ({runtime_float[0]['precision']}).", exit_code=1)
-    runtime_model = models[chosen]
+    pick = _pick_runtime(runtime, ir_bytes, lowered, compiled_nodes, ir_path, cfg.data, float(meta["maxdisp"]), (h, w), measure_runs,
+                         strict, note, show_progress)
     ir_art = recorded_artifact(run_dir, export_record, ir_path)
     rows = estimate(ir, report, profile)
     totals = summary(rows, profile)
-    float_checkpoint = stage_dir(run_dir, "float") / "best.pt"
-    float_onnx = export_onnx(DeployModel(float_model(cfg, float_checkpoint)), h, w, cfg.deploy.opset, {})
+    float_onnx = export_onnx(DeployModel(float_model(cfg, stage_dir(run_dir, "float") / "best.pt")), h, w, cfg.deploy.opset, {})
     counts = op_counts(lowered)
-    # Only what follows from the IR goes into the container, so the same IR gives the same bytes;
-    # measured timings go to perf.json and the stage record.
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "stereokit_version": __version__,
-        "target": profile.name,
-        "inputs": {name: [1, 3, h, w] for name in ("imgl", "imgr")},
-        "output": {"disparity": [1, 1, h, w]},
-        "preprocessing": metadata(ir),
-        "input_quantization": input_quantization(ir),
-        "maxdisp": float(meta["maxdisp"]),
-        "source_stage": meta["source_stage"],
-        "source_sha256": meta.get("source_sha256", ""),
-        "sources": {"ir_sha256": ir_art.sha256, **{f"{a.path}": a.sha256 for a in export_record.inputs}},
-        "op_counts": counts,
-        "float_islands": islands,
-        # ONNX Runtime's QLinear ops are 8-bit only: these run as DQ -> op -> Q in float on int16 values
-        "int16_simulated": [n.name for n in compiled_nodes if n.runs == "int16-simulation"],
-        # and ONNX Runtime's CPU provider has no integer bilinear Resize: these run as DQ -> Resize -> Q
-        "resize_simulated": [n.name for n in compiled_nodes if n.runs == "resize-simulation"],
-        "q_dq_q_chains": chains_left(lowered),
-        "estimate": totals,
-        "runtime": chosen,
-        **({"runtime_version": openvino_runtime.version(), "runtime_float_nodes": runtime_float} if chosen == "openvino" else {}),
-    }
-    container = pack_hbm(manifest, runtime_model)
-    measured = {"compiled_int8_ms": timings[chosen], "onnx_float_ms": measure_latency_ms(float_onnx, h, w, runs=measure_runs)}
-    choice = {"runtime_ms": timings, "runtime_epe_px": accuracy.epe, "runtime_disagreement_px": accuracy.disagreement_px,
+    sources = {"ir_sha256": ir_art.sha256, **{f"{a.path}": a.sha256 for a in export_record.inputs}}
+    manifest = _manifest(ir, meta, profile.name, (h, w), sources, counts, islands, compiled_nodes, lowered, totals, pick)
+    container = pack_hbm(manifest, pick.model)
+    measured = {"compiled_int8_ms": pick.timings[pick.name], "onnx_float_ms": measure_latency_ms(float_onnx, h, w, runs=measure_runs)}
+    accuracy = pick.accuracy
+    choice = {"runtime_ms": pick.timings, "runtime_epe_px": accuracy.epe, "runtime_disagreement_px": accuracy.disagreement_px,
               "runtime_epe_scenes": accuracy.scenes,
               "rule": f"the fastest, when under {MARGIN:g}x ONNX Runtime's time and its EPE on generated scenes "
                       f"({ACCURACY_PIXELS:,} pixels) at most {EPE_REL_BAR:.1%} above ONNX Runtime's"} if runtime is None else {}
@@ -304,17 +340,18 @@ def run_compile(path: Path, target: str = "bpu-sim", strict: bool = False, force
     with stage_lock(run_dir, stage):
         write_stage_record(run_dir, record)
         atomic_write_bytes(hbm, container)
-        perf = {"target": profile.model_dump(), "runtime": chosen, **choice, "totals": totals, "measured_cpu_latency_ms": measured,
-                "layers": rows_json(rows), "nodes": [asdict(n) for n in compiled_nodes], "runtime_float_nodes": runtime_float}
+        perf = {"target": profile.model_dump(), "runtime": pick.name, **choice, "totals": totals, "measured_cpu_latency_ms": measured,
+                "layers": rows_json(rows), "nodes": [asdict(n) for n in compiled_nodes], "runtime_float_nodes": pick.float_nodes}
         atomic_write_text(out / "perf.json", json.dumps(perf, indent=2))
         atomic_write_text(out / "perf.html", perf_html(f"stereokit compile: {run_dir} on {profile.name}", totals, measured, rows))
         share = report.accelerator_macs / report.macs if report.macs else 0.0
         record.details.update({"target": profile.name, "op_counts": counts, "fallbacks": len(report.fallbacks),
-                               "source_stage": meta["source_stage"], "runtime": chosen, **choice})
+                               "source_stage": meta["source_stage"], "runtime": pick.name, **choice})
         finish_stage(run_dir, record, [hbm, out / "perf.json", out / "perf.html"],
                      {"accelerator_share": share, **totals, "latency_ms": measured})
-    return CompileResult(hbm=hbm, runtime=chosen, runtime_ms=timings if runtime is None else {}, runtime_epe=accuracy.epe, runtime_epe_scenes=accuracy.scenes,
-                         runtime_float_nodes=runtime_float, bytes=hbm.stat().st_size, target=profile.name, op_counts=counts, accelerator_share=share,
-                         fallbacks=len(report.fallbacks), estimated_latency_ms=totals["estimated_latency_ms"],
-                         estimated_fps=totals["estimated_fps"], latency_ms=measured, perf_json=out / "perf.json",
-                         perf_html=out / "perf.html", source_stage=meta["source_stage"], note=note, moved_aside=moved)
+    return CompileResult(hbm=hbm, runtime=pick.name, runtime_ms=pick.timings if runtime is None else {}, runtime_epe=accuracy.epe,
+                         runtime_epe_scenes=accuracy.scenes, runtime_float_nodes=pick.float_nodes, bytes=hbm.stat().st_size,
+                         target=profile.name, op_counts=counts, accelerator_share=share, fallbacks=len(report.fallbacks),
+                         estimated_latency_ms=totals["estimated_latency_ms"], estimated_fps=totals["estimated_fps"], latency_ms=measured,
+                         perf_json=out / "perf.json", perf_html=out / "perf.html", source_stage=meta["source_stage"], note=pick.note,
+                         moved_aside=moved)
