@@ -10,6 +10,8 @@ same map. Rules, for a pixel x with disparity d where x < d (its match would fal
 view): `neighbour` takes the nearest pixel to its right on the row that is seen; `larger` the larger of
 the two (infer's); `smaller` the smaller (Middlebury's background fill). EPE / bad-2 / bad-3 over every
 pixel with ground truth, and over the strip alone (pixels whose true match is out of view).
+--picture writes, for the first scene of each size and each Motorcycle size, one row: left | ground
+truth | the network's map | with infer's rule | the two errors (0-5 px).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 from bench_real import SIZES
 from bench_scale import resized_scene
@@ -27,6 +30,7 @@ from bench_scale import resized_scene
 from stereokit.data.real_pairs import motorcycle
 from stereokit.data.sceneflow import load_sample, read_split
 from stereokit.engine.metrics import BenchmarkMetrics
+from stereokit.engine.plots import colorize, write_png
 from stereokit.engine.out_of_view import nearest_valid, out_of_view, raise_out_of_view
 from stereokit.progress import progress_bar
 from stereokit.services.predictors import open_predictor
@@ -71,6 +75,16 @@ def score(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, flo
     return out
 
 
+def picture_row(left: np.ndarray, disp: np.ndarray, gt: np.ndarray, width: int = 320) -> np.ndarray:
+    """left | ground truth | network | infer's rule | |error| of each (0-5 px), each panel `width` wide."""
+    fixed, valid = raise_out_of_view(disp), gt > 0
+    vmax = float(gt[valid].max())
+    panels = [left, colorize(np.where(valid, gt, np.nan), vmax), colorize(disp, vmax), colorize(fixed, vmax)]
+    panels += [colorize(np.where(valid, np.abs(d - gt), np.nan), 5.0, cv2.COLORMAP_HOT) for d in (disp, fixed)]
+    h = round(left.shape[0] * width / left.shape[1])
+    return np.concatenate([cv2.resize(p, (width, h), interpolation=cv2.INTER_AREA) for p in panels], axis=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="the seed-77 scenes (a SceneFlow-layout tree; its test list is read)")
@@ -78,6 +92,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="0.5,1")
     parser.add_argument("--pairs", type=int, default=0, help="use the first N scenes (0: all)")
     parser.add_argument("--real-sizes", default="half,full", help="Motorcycle sizes to score beside them ('' for none)")
+    parser.add_argument("--picture", type=Path, default=None, help="write the picture here (a .png)")
     args = parser.parse_args()
     predictor = open_predictor(args.model)
     predictor.view_fill = False
@@ -86,18 +101,26 @@ def main() -> None:
     sizes = [float(s) for s in args.sizes.split(",")]
     real = [s for s in args.real_sizes.split(",") if s]
     tables: dict[str, dict[str, dict[str, float]]] = {}
+    rows: list[np.ndarray] = []
     with progress_bar("bench_out_of_view", len(sizes) * len(samples) + len(real)) as advance:
         for size in sizes:
             pairs = []
             for sample in samples:
                 left, right, gt = resized_scene(load_sample(args.data, sample), size)
                 pairs.append((predictor(left, right)[0], gt))
+                if len(pairs) == 1:
+                    rows.append(picture_row(left, *pairs[0]))
                 advance()
             tables[f"seed-77 scenes at {size:g}"] = score(pairs)
         for size in real:
             pair = motorcycle(SIZES[size])
-            tables[f"Motorcycle {size} (not chosen on)"] = score([(predictor(pair["left"], pair["right"])[0], pair["disp"])])
+            disp = predictor(pair["left"], pair["right"])[0]
+            tables[f"Motorcycle {size} (not chosen on)"] = score([(disp, pair["disp"])])
+            rows.append(picture_row(pair["left"], disp, pair["disp"]))
             advance()
+    if args.picture is not None and rows:
+        width = max(r.shape[1] for r in rows)
+        write_png(args.picture, np.concatenate([cv2.copyMakeBorder(r, 0, 4, 0, width - r.shape[1], cv2.BORDER_CONSTANT) for r in rows]))
     print(f"{predictor.name}, {platform.machine()} {platform.processor()}, {date.today()}")
     for title, rows in tables.items():
         share = next(iter(rows.values()))["strip_share"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import yaml
 
@@ -56,13 +57,15 @@ def test_bench_scale_compares_auto_with_the_pairs_own_size(tmp_path: Path) -> No
     assert float(cells[2].rsplit("(", 1)[1].rstrip("x)")) > 1.0  # half-size scenes of 0-48 px: auto upscales
     # bench_out_of_view on the same scenes: its infer rule scores what bench_scale's auto (infer's default) scored
     strip = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_out_of_view.py"), "--data", str(tmp_path / "tune"),
-                            "--sizes", "0.5", "--real-sizes", ""], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                            "--sizes", "0.5", "--real-sizes", "", "--picture", str(tmp_path / "fill.png")], capture_output=True, text=True,
+                           timeout=600, cwd=tmp_path)
     assert strip.returncode == 0, strip.stderr[-3000:]
     rules = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in strip.stdout.splitlines()
              if line.startswith("| ") and "/" in line and not line.startswith("| rule")}
     assert list(rules) == ["none (the network's values)", "neighbour", "larger (infer's)", "smaller"]
     assert rules["larger (infer's)"].split(" / ")[0] == cells[2].split(" / ")[0]
     assert "of the pixels with ground truth" in strip.stdout
+    assert cv2.imread(str(tmp_path / "fill.png")).shape[1] == 6 * 320  # left, truth, network, filled, two errors
 
 
 @pytest.fixture(scope="module")
