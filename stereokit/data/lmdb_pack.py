@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import lmdb
 import numpy as np
@@ -148,6 +148,66 @@ def encode_listed(data_dir: Path, samples: list[Sample], index: int) -> tuple[by
     return encode_sample(data_dir, samples[index])
 
 
+def _clear_stale_partial(work: Path, digest: str, force: bool) -> None:
+    """An interrupted pack of another list or an older format is refused, or with --force removed;
+    one of the same list stays, to be resumed."""
+    if not work.exists():
+        return
+    try:
+        env = open_lmdb(work, readonly=True, lock=False) if (work / "data.mdb").exists() else None
+    except DataError:
+        if not force:
+            raise
+        env = None
+    progress = read_meta(env, PROGRESS_KEY) if env is not None else None
+    if env is not None:
+        env.close()
+    stale = progress is None or progress.get("list_sha256") != digest
+    older = progress is not None and progress.get("schema_version") != LMDB_SCHEMA_VERSION
+    if stale or older:
+        if not force:
+            what = "an older pack format" if older else "another list"
+            raise DataError(f"{work}: an interrupted pack of {what} is here; pass --force to start over.")
+        shutil.rmtree(work)
+
+
+def _encoded(encode: Callable[[int], tuple[bytes, tuple[int, int]]], pending: list[int],
+             num_workers: int) -> Iterator[tuple[bytes, tuple[int, int]]]:
+    if num_workers <= 1:
+        yield from map(encode, pending)
+        return
+    # not multiprocessing.Pool: its terminate() on an exception can hang for good (CPython
+    # issues 78178, 96995; seen once here, a bad file refused and the pack never returning)
+    pool = ProcessPoolExecutor(num_workers)
+    try:
+        yield from pool.map(encode, pending, chunksize=4)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_pending(env: lmdb.Environment, pending: list[int], encoded: Iterator[tuple[bytes, tuple[int, int]]],
+                   max_map_size: int, work: Path, on_progress: Callable[[int], None] | None) -> tuple[int, set[tuple[int, int]]]:
+    """Records in transactions of BATCH_RECORDS; how many were written and their shapes."""
+    shapes: set[tuple[int, int]] = set()
+    written = 0
+    batch: list[tuple[bytes, bytes]] = []
+    for index, (record, shape) in zip(pending, encoded):
+        batch.append((record_key(index), record))
+        shapes.add(tuple(shape))
+        if len(batch) >= BATCH_RECORDS:
+            _put_batch(env, batch, max_map_size, work)
+            written += len(batch)
+            if on_progress:
+                on_progress(len(batch))
+            batch = []
+    if batch:
+        _put_batch(env, batch, max_map_size, work)
+        written += len(batch)
+        if on_progress:
+            on_progress(len(batch))
+    return written, shapes
+
+
 def pack_records(
     count: int,
     encode: Callable[[int], tuple[bytes, tuple[int, int]]],
@@ -167,23 +227,7 @@ def pack_records(
     if target.exists() and not force:
         raise DataError(f"{target}: already exists; pass --force to replace it.")
     work = partial_path(target)
-    if work.exists():
-        try:
-            env = open_lmdb(work, readonly=True, lock=False) if (work / "data.mdb").exists() else None
-        except DataError:
-            if not force:
-                raise
-            env = None
-        progress = read_meta(env, PROGRESS_KEY) if env is not None else None
-        if env is not None:
-            env.close()
-        stale = progress is None or progress.get("list_sha256") != digest
-        older = progress is not None and progress.get("schema_version") != LMDB_SCHEMA_VERSION
-        if stale or older:
-            if not force:
-                what = "an older pack format" if older else "another list"
-                raise DataError(f"{work}: an interrupted pack of {what} is here; pass --force to start over.")
-            shutil.rmtree(work)
+    _clear_stale_partial(work, digest, force)
     env = _open_for_write(work, min(initial_map_size, max_map_size))
     try:
         _put_batch(env, [(PROGRESS_KEY, json.dumps({"list_sha256": digest, "schema_version": LMDB_SCHEMA_VERSION}).encode())], max_map_size, work)
@@ -194,36 +238,7 @@ def pack_records(
             pending = pending[:limit]
         if on_progress and done:
             on_progress(len(done))
-        shapes: set[tuple[int, int]] = set()
-        written = 0
-        batch: list[tuple[bytes, bytes]] = []
-
-        def results():
-            if num_workers <= 1:
-                yield from map(encode, pending)
-                return
-            # not multiprocessing.Pool: its terminate() on an exception can hang for good (CPython
-            # issues 78178, 96995; seen once here, a bad file refused and the pack never returning)
-            pool = ProcessPoolExecutor(num_workers)
-            try:
-                yield from pool.map(encode, pending, chunksize=4)
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
-
-        for index, (record, shape) in zip(pending, results()):
-            batch.append((record_key(index), record))
-            shapes.add(tuple(shape))
-            if len(batch) >= BATCH_RECORDS:
-                _put_batch(env, batch, max_map_size, work)
-                written += len(batch)
-                if on_progress:
-                    on_progress(len(batch))
-                batch = []
-        if batch:
-            _put_batch(env, batch, max_map_size, work)
-            written += len(batch)
-            if on_progress:
-                on_progress(len(batch))
+        written, shapes = _write_pending(env, pending, _encoded(encode, pending, num_workers), max_map_size, work, on_progress)
         have = len(done) + written
         if have < count:
             return PackStats(work, have, written, len(done), _size(work), sorted(list(s) for s in shapes))
