@@ -41,8 +41,8 @@ def score(pred: np.ndarray, pair: dict[str, np.ndarray]) -> dict[str, float]:
 
 def predictors(args: argparse.Namespace) -> dict[str, PairPredictor]:
     out = {"stereokit float": open_predictor(args.model, scale=args.scale)}
-    out["stereokit float, no view fill"] = raw = open_predictor(args.model, scale=args.scale)
-    raw.view_fill = False  # the network's own values in the strip the right view cannot see
+    out["stereokit float, raw"] = raw = open_predictor(args.model, scale=args.scale)
+    raw.raw = True  # the network's map as it comes, not cleaned (stereokit/engine/cleanup.py)
     out["stereokit float, multiscale"] = multi = open_predictor(args.model, scale=args.scale)
     multi.multiscale = True  # infer's --multiscale: the median of three scales
     if args.scale != 1.0:

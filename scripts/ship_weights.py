@@ -53,7 +53,7 @@ def main() -> None:
     digest = write_weights(PACKAGE_DIR / f"{args.name}.pt", best["model"], cfg, card)
     # the figure every install is held to (tests/weights): the float model on the generated check set
     predictor = open_predictor(args.name, scale=1.0)  # the check set is scored at its own size
-    predictor.view_fill = False  # and on the network's own values: it checks the weights
+    predictor.raw = True  # and on the network's own values: it checks the weights
     card["check_set"] = check_set_epe(lambda left, right: predictor(left, right)[0])
     digest = write_weights(PACKAGE_DIR / f"{args.name}.pt", best["model"], cfg, card)
     print(f"{PACKAGE_DIR / (args.name + '.pt')}: sha256 {digest}")

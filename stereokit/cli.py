@@ -429,7 +429,7 @@ def eval_(
     save_path: Optional[Path] = typer.Option(None, "--save-path", help="With --dataset: where pictures and eval.json go (default RUN/<stage>/eval_<dataset>, or eval_<dataset>)."),
     provider: str = typer.Option("auto", "--provider", help="ONNX Runtime provider for a .hbm/.onnx --model."),
     scale: str = typer.Option("auto", "--scale", help="With --dataset: auto: run each pair at the scale the model is accurate at (small disparities upscaled, ones past its range downscaled); 1: at its own size; or a factor."),
-    view_fill: bool = typer.Option(True, "--view-fill/--no-view-fill", help="With --dataset: as infer's (the strip the right view cannot see raised to its row's seen disparity); --no-view-fill scores the network's own values."),
+    raw: bool = typer.Option(False, "--raw", help="With --dataset: score the network's disparity as it comes, without infer's clean-up."),
     multiscale: bool = typer.Option(False, "--multiscale", help="With --dataset: as infer's (the median of passes at 0.9x, 1x and 1.1x the scale)."),
     as_json: bool = typer.Option(False, "--json", help='Print {"epe", "bad1", "bad3", "pixels"} (with --all: one per stage; with --dataset also bad2, d1_all, pooled and nonocc).'),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -447,11 +447,11 @@ def eval_(
 
     show = not (quiet or as_json)
     if dataset is not None:
-        _eval_benchmark(dataset, data_dir, model, stage, run_dir, save_path, provider, _scale(scale), view_fill, multiscale, as_json,
+        _eval_benchmark(dataset, data_dir, model, stage, run_dir, save_path, provider, _scale(scale), raw, multiscale, as_json,
                         show)
         return
-    if data_dir is not None or model is not None or scale != "auto" or not view_fill or multiscale:
-        raise StereokitError("--data-dir, --model, --scale, --no-view-fill and --multiscale go with --dataset (a real benchmark); without it eval reads the run's test split.")
+    if data_dir is not None or model is not None or scale != "auto" or raw or multiscale:
+        raise StereokitError("--data-dir, --model, --scale, --raw and --multiscale go with --dataset (a real benchmark); without it eval reads the run's test split.")
     results = run_eval_all(run_dir, show) if all_stages else {stage: run_eval(run_dir, stage, checkpoint, show)}
     rows = {name: eval_json(r) for name, r in results.items()}
     if as_json:
@@ -473,7 +473,7 @@ def _scale(text: str) -> Optional[float]:
 
 
 def _eval_benchmark(dataset: str, data_dir: Optional[Path], model: Optional[str], stage: str, run_dir: Path,
-                    save_path: Optional[Path], provider: str, scale: Optional[float], view_fill: bool, multiscale: bool,
+                    save_path: Optional[Path], provider: str, scale: Optional[float], raw: bool, multiscale: bool,
                     as_json: bool, show: bool) -> None:
     from stereokit.data.benchmark import BENCHMARKS
     from stereokit.services.eval import benchmark_json, run_eval_benchmark
@@ -490,7 +490,7 @@ def _eval_benchmark(dataset: str, data_dir: Optional[Path], model: Optional[str]
     else:
         predictor = stage_predictor(run_dir, stage, scale)
         out = save_path or run_dir / stage / f"eval_{dataset}"
-    predictor.view_fill, predictor.multiscale = view_fill, multiscale
+    predictor.raw, predictor.multiscale = raw, multiscale
     r = run_eval_benchmark(dataset, data_dir, predictor, out, show)
     if as_json:
         _echo_json(benchmark_json(r))
@@ -702,7 +702,7 @@ def infer(
     rig: Optional[Path] = typer.Option(None, "--rig", help="A rig file: the pair is raw, rectify it first and take f and the baseline from the rig."),
     max_depth: Optional[float] = typer.Option(None, "--max-depth", help="Leave points farther than this (in the baseline's unit) out of depth_mm.png and cloud.ply."),
     scale: str = typer.Option("auto", "--scale", help="auto: run the pair at the scale the model is accurate at (small disparities upscaled, ones past its range downscaled); 1: at its own size; or a factor."),
-    view_fill: bool = typer.Option(True, "--view-fill/--no-view-fill", help="Raise the strip at the left edge that the right view cannot see to the nearest seen disparity on its row, where that is larger (the network underestimates there); --no-view-fill: the network's own values."),
+    raw: bool = typer.Option(False, "--raw", help="The network's disparity as it comes, without infer's clean-up (the strip at the left edge that the right view cannot see raised to its row's seen disparity, then a 3x3 median)."),
     multiscale: bool = typer.Option(False, "--multiscale", help="Run the pair at 0.9x, 1x and 1.1x the chosen scale and keep each pixel's median: about 4% lower EPE on generated pairs, three passes instead of one."),
 ) -> None:
     """Disparity (PFM, 16-bit PNG x256, colour) and, with f and a baseline, depth (PFM, uint16 mm PNG) and a point cloud (PLY).
@@ -722,7 +722,7 @@ def infer(
     focal = focal if focal is not None else (float(extra["f"]) if "f" in extra else None)
     if imgl is None or imgr is None:
         raise StereokitError("--imgl and --imgr are required (or imgl/imgr in --model-inputs).")
-    r = run_infer(model, imgl, imgr, save_path, baseline, focal, provider, rig, max_depth, _scale(scale), view_fill, multiscale)
+    r = run_infer(model, imgl, imgr, save_path, baseline, focal, provider, rig, max_depth, _scale(scale), raw, multiscale)
     if as_json:
         _echo_json(r.model_dump())
         return

@@ -103,9 +103,9 @@ def cases(root: Path) -> list[tuple[tuple[str, ...], str]]:
         (("eval", "--run-dir", str(root / "empty_run")), "no float stage here; run 'stereokit train --stage float --run-dir"),
         (("eval", "--run-dir", str(run_dir), "--checkpoint", str(fake_ckpt)), "fake.pt: not a stereokit checkpoint"),
         (("eval", "--run-dir", str(run_dir), "--checkpoint", str(not_image)), "not_an_image.png: not a stereokit checkpoint"),
-        (("eval", "--run-dir", str(run_dir), "--scale", "2"), "--scale, --no-view-fill and --multiscale go with --dataset"),
+        (("eval", "--run-dir", str(run_dir), "--scale", "2"), "--scale, --raw and --multiscale go with --dataset"),
         (("eval", "--run-dir", str(run_dir), "--multiscale"), "and --multiscale go with --dataset"),
-        (("eval", "--run-dir", str(run_dir), "--no-view-fill"), "--no-view-fill and --multiscale go with --dataset"),
+        (("eval", "--run-dir", str(run_dir), "--raw"), "--raw and --multiscale go with --dataset"),
         (("eval", "--run-dir", str(run_dir), "--dataset", "middlebury", "--data-dir", str(root), "--scale", "0"),
          "--scale '0' must be 'auto' or a factor from 0.1 to 8"),
     ]

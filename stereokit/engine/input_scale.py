@@ -29,8 +29,8 @@ KEEP_WITHIN = 0.1  # a scale this close to 1 is not worth a second pass
 # --multiscale: the per-pixel median of passes at these multiples of the chosen scale. A map moves by
 # 0.9 px on average between scales 1% apart (the network's error is not smooth in the scale); the median
 # of three keeps what they agree on. Chosen on the seed-77 scenes (docs/performance.md, "Multiscale"):
-# half size 2.067 -> 1.978 px, own size 4.012 -> 3.832 px; the mean of the same three, or of x0.95 / 1
-# / 1.05, did less.
+# half size 2.067 -> 1.978 px, own size 4.012 -> 3.832 px (before cleanup.py's 3x3 median); the mean of the
+# same three, or of x0.95 / 1 / 1.05, did less.
 MULTISCALE_FACTORS = (0.9, 1.0, 1.1)
 
 

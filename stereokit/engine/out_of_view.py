@@ -4,14 +4,14 @@ A left-view pixel at column x with disparity d is seen at x - d in the right vie
 not seen at all, and the cost volume has no candidate that large (past the right view's edge it
 compares against padding). The network then answers with a disparity it can match, a too-small one:
 on the 48 seed-77 scenes, half size, the shipped model's error over those pixels averages -4.9 px
-(-13 px at full size), against a few tenths inside the view.
+(-13 px at their own size).
 
 The fix is Middlebury's hole fill seen from the edge: such a pixel takes the disparity of the nearest
 pixel to its right on the same row that the model does see, when that is larger than its own (a near
 object the network saw in the strip keeps its value). Chosen on the seed-77 scenes against taking the
-neighbour's value outright and the smaller of the two (docs/performance.md, "The strip the right view
-cannot see"; benchmarks/bench_out_of_view.py): the larger was the best at both sizes on EPE, bad-2 and
-bad-3.
+neighbour's value outright and the smaller of the two (docs/performance.md, "Cleaning the disparity";
+benchmarks/bench_cleanup.py): the larger was the best at both sizes on EPE, bad-2 and bad-3. infer
+applies it through stereokit/engine/cleanup.py.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def _check_flags(baseline: float | None, focal: float | None, rig: Path | None, 
 
 def run_infer(model: Path | str | None, imgl: Path, imgr: Path, save_path: Path, baseline: float | None = None,
               focal: float | None = None, provider: str = "auto", rig: Path | None = None,
-              max_depth: float | None = None, scale: float | None = None, view_fill: bool = True,
+              max_depth: float | None = None, scale: float | None = None, raw: bool = False,
               multiscale: bool = False) -> InferResult:
     _check_flags(baseline, focal, rig, max_depth)
     the_rig = load_rig(rig) if rig is not None else None
@@ -127,7 +127,7 @@ def run_infer(model: Path | str | None, imgl: Path, imgr: Path, save_path: Path,
     elif baseline is not None and focal is not None:
         geometry = Geometry(focal_px=focal, baseline=baseline, cx=(left.shape[1] - 1) / 2, cy=(left.shape[0] - 1) / 2, unit="m")
     predictor = open_predictor(model, provider, scale)
-    predictor.view_fill, predictor.multiscale = view_fill, multiscale
+    predictor.raw, predictor.multiscale = raw, multiscale
     disp, handling = predictor(left, right)
     maxdisp, ran_on = predictor.maxdisp / predictor.last_scale, predictor.ran_on  # in the pair's pixels
     notes = [handling] + ([note] if (note := range_note(disp, maxdisp)) else [])

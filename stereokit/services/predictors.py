@@ -21,7 +21,7 @@ from stereokit.engine.input_scale import (MULTISCALE_FACTORS, choose_scale, disp
                                           within_fit)
 from stereokit.engine.evaluate import torch_predictor
 from stereokit.engine.checkpoint import load_model_weights
-from stereokit.engine.out_of_view import raise_out_of_view
+from stereokit.engine.cleanup import clean_disparity
 from stereokit.errors import StereokitError
 from stereokit.models import build_stereonet
 from stereokit.models.inference import prepare_for_inference
@@ -41,7 +41,7 @@ class PairPredictor:
     it where the model is accurate (stereokit/engine/input_scale.py), a number resizes by that factor.
     `fit` is the input size (h, w) of a fixed-shape model, past which upscaling gains nothing;
     `last_scale` the factor the last pair ran at (its largest disparity is maxdisp / last_scale).
-    `view_fill`: raise the strip the right view cannot see (stereokit/engine/out_of_view.py);
+    `raw`: hand the network's map over as it comes, not cleaned (stereokit/engine/cleanup.py);
     `multiscale`: the median of passes at MULTISCALE_FACTORS times the scale (input_scale.py)."""
 
     name: str
@@ -51,14 +51,14 @@ class PairPredictor:
     scale: float | None = None
     fit: tuple[int, int] | None = None
     last_scale: float = 1.0
-    view_fill: bool = True
+    raw: bool = False
     multiscale: bool = False
 
     def __call__(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
         disp, how = self._at_scale(left_bgr, right_bgr)
-        if not self.view_fill:
+        if self.raw:
             return disp, how
-        return raise_out_of_view(disp), f"{how}; the strip the right view cannot see raised to its row's seen disparity"
+        return clean_disparity(disp), f"{how}; cleaned (the strip the right view cannot see raised, a 3x3 median)"
 
     def _at_scale(self, left_bgr: np.ndarray, right_bgr: np.ndarray) -> tuple[np.ndarray, str]:
         self.last_scale = 1.0

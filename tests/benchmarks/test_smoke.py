@@ -55,15 +55,16 @@ def test_bench_scale_compares_auto_with_the_pairs_own_size(tmp_path: Path) -> No
     assert len(cells) == 5 and cells[2].endswith("x)")  # own size, auto (with its mean factor), x2, auto multiscale
     assert cells[4] != cells[2].rsplit(" (", 1)[0]  # three passes are not the one
     assert float(cells[2].rsplit("(", 1)[1].rstrip("x)")) > 1.0  # half-size scenes of 0-48 px: auto upscales
-    # bench_out_of_view on the same scenes: its infer rule scores what bench_scale's auto (infer's default) scored
-    strip = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_out_of_view.py"), "--data", str(tmp_path / "tune"),
+    # bench_cleanup on the same scenes: infer's clean-up scores what bench_scale's auto (infer's default) scored
+    strip = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_cleanup.py"), "--data", str(tmp_path / "tune"),
                             "--sizes", "0.5", "--real-sizes", "", "--picture", str(tmp_path / "fill.png")], capture_output=True, text=True,
                            timeout=600, cwd=tmp_path)
     assert strip.returncode == 0, strip.stderr[-3000:]
     rules = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in strip.stdout.splitlines()
              if line.startswith("| ") and "/" in line and not line.startswith("| rule")}
-    assert list(rules) == ["none (the network's values)", "neighbour", "larger (infer's)", "smaller"]
-    assert rules["larger (infer's)"].split(" / ")[0] == cells[2].split(" / ")[0]
+    assert list(rules) == ["none (the network's values)", "neighbour", "larger", "smaller", "larger, 3x3 median (infer's)",
+                           "larger, 5x5 median"]
+    assert rules["larger, 3x3 median (infer's)"].split(" / ")[0] == cells[2].split(" / ")[0]
     assert "of the pixels with ground truth" in strip.stdout
     assert cv2.imread(str(tmp_path / "fill.png")).shape[1] == 6 * 320  # left, truth, network, filled, two errors
 

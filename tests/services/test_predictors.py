@@ -43,11 +43,14 @@ def test_a_float_model_can_run_as_a_fixed_shape_model_pads() -> None:
     """bench_real holds a compiled model to its float model fed the same padded input."""
     scene = render_scene(np.random.default_rng([4242, 11]), 128, 256, 64, SHIPPED_SCENES)
     at_fit = weights_predictor(load_shipped(), 1.0, fit=(256, 384))
+    at_fit.raw = True  # the padding alone: the clean-up's median would see past the crop in the by-hand map
     disp, how = at_fit(scene.left, scene.right)
     assert disp.shape == (128, 256) and "padded 256x128 to the model's 384x256 and cropped back" in how
     assert at_fit.fit == (256, 384)
     pad = lambda v: cv2.copyMakeBorder(v, 0, 128, 0, 128, cv2.BORDER_REPLICATE)  # noqa: E731
-    by_hand, _ = open_predictor(scale=1.0)(pad(scene.left), pad(scene.right))
+    own_size = open_predictor(scale=1.0)
+    own_size.raw = True
+    by_hand, _ = own_size(pad(scene.left), pad(scene.right))
     np.testing.assert_allclose(disp, by_hand[:128, :256], atol=1e-3)
 
 
@@ -55,18 +58,18 @@ def test_multiscale_is_the_median_of_three_passes_around_the_chosen_scale() -> N
     scene = render_scene(np.random.default_rng([4242, 12]), 128, 256, 192, SHIPPED_SCENES)
     left, right = (cv2.resize(v, (128, 64), interpolation=cv2.INTER_AREA) for v in (scene.left, scene.right))
     one = open_predictor()
-    one.view_fill = False
+    one.raw = True
     single, _ = one(left, right)
     u = one.last_scale
     multi = open_predictor()
-    multi.view_fill, multi.multiscale = False, True
+    multi.raw, multi.multiscale = True, True
     disp, how = multi(left, right)
     assert multi.last_scale == u and disp.shape == single.shape == (64, 128)
     assert "median of 3 passes at" in how and "x 0.9 / 1 / 1.1" in how and "auto scale" in how
     by_hand = []
     for factor in (0.9, 1.0, 1.1):
         fixed = open_predictor(scale=u * factor)
-        fixed.view_fill = False
+        fixed.raw = True
         by_hand.append(fixed(left, right)[0])
     np.testing.assert_array_equal(by_hand[1], single)
     np.testing.assert_allclose(disp, np.median(np.stack(by_hand), axis=0), atol=1e-5)

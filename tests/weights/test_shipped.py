@@ -14,6 +14,7 @@ import torch
 
 from stereokit.config import load_config
 from stereokit.data.pfm import read_pfm
+from stereokit.engine.cleanup import clean_disparity
 from stereokit.errors import StereokitError
 from stereokit.services.predictors import open_predictor
 from stereokit.weights import PACKAGE_DIR, load_shipped, manifest, read_weights, sha256_of
@@ -27,7 +28,7 @@ def test_the_shipped_weights_match_their_hash_and_the_cards_figure() -> None:
     assert weights.sha256 == entry["sha256"] == sha256_of(PACKAGE_DIR / entry["file"])
     assert weights.model == load_config(Path("configs/shipped.yaml")).model
     predictor = open_predictor(scale=1.0)  # no --model: the shipped one; the check set at its own size
-    predictor.view_fill = False  # the network's own values, as ship_weights.py scored them
+    predictor.raw = True  # the network's own values, as ship_weights.py scored them
     assert predictor.name == "shipped" and predictor.maxdisp == weights.model.maxdisp
     figures = check_set_epe(lambda left, right: predictor(left, right)[0])
     assert figures["epe"] == pytest.approx(entry["check_set"]["epe"], rel=0.01, abs=0.02)
@@ -67,13 +68,13 @@ def test_infer_without_a_model_runs_the_shipped_one(tmp_path: Path) -> None:
               "--scale", "1", "--json")
     assert one.returncode == 0, one.stderr
     assert json.loads(one.stdout)["handling"].startswith("padded 250x170 to 256x192")
-    assert "the strip the right view cannot see raised" in json.loads(one.stdout)["handling"]
+    assert "cleaned (the strip the right view cannot see raised, a 3x3 median)" in json.loads(one.stdout)["handling"]
     raw = run("infer", "--imgl", str(tmp_path / "l.png"), "--imgr", str(tmp_path / "r.png"), "--save-path", str(tmp_path / "raw"),
-              "--scale", "1", "--no-view-fill", "--json")
-    assert raw.returncode == 0 and "the strip" not in json.loads(raw.stdout)["handling"], raw.stderr
-    filled, own = read_pfm(tmp_path / "one" / "disparity.pfm"), read_pfm(tmp_path / "raw" / "disparity.pfm")
-    strip = np.arange(own.shape[1])[None, :] < own  # only where the right view cannot see, and only upwards
-    assert np.array_equal(filled[~strip], own[~strip]) and (filled[strip] >= own[strip]).all() and (filled > own).any()
+              "--scale", "1", "--raw", "--json")
+    assert raw.returncode == 0 and "cleaned" not in json.loads(raw.stdout)["handling"], raw.stderr
+    cleaned, own = read_pfm(tmp_path / "one" / "disparity.pfm"), read_pfm(tmp_path / "raw" / "disparity.pfm")
+    np.testing.assert_array_equal(cleaned, clean_disparity(own))  # the same network pass, cleaned after
+    assert not np.array_equal(cleaned, own)
     multi = run("infer", "--imgl", str(tmp_path / "l.png"), "--imgr", str(tmp_path / "r.png"), "--save-path", str(tmp_path / "multi"),
                 "--scale", "1", "--multiscale", "--json")
     assert multi.returncode == 0 and "median of 3 passes at 225x153, 250x170, 275x187" in json.loads(multi.stdout)["handling"], multi.stderr

@@ -1,17 +1,18 @@
-"""The strip at the left edge that the right view cannot see: how wrong the model is there, and which
-rule for it infer keeps (docs/performance.md, "The strip the right view cannot see"; the rule is
-stereokit/engine/out_of_view.py). Chosen on bench_scale's seed-77 scenes (its docstring makes them);
-Motorcycle is scored beside them for the record, never chosen on.
+"""What infer does to the network's disparity after it (stereokit/engine/cleanup.py): how wrong the
+model is in the strip at the left edge that the right view cannot see, which rule for it and which
+median infer keeps (docs/performance.md, "Cleaning the disparity"). Chosen on bench_scale's seed-77
+scenes (its docstring makes them); Motorcycle is scored beside them for the record, never chosen on.
 
-    python benchmarks/bench_out_of_view.py --data data/tune/SceneFlow
+    python benchmarks/bench_cleanup.py --data data/tune/SceneFlow --picture cleanup.png
 
-The model runs once per scene as infer runs it but with the rule off; each rule is then applied to that
-same map. Rules, for a pixel x with disparity d where x < d (its match would fall left of the right
+The model runs once per scene as infer runs it but raw (`--raw`); each rule is then applied to that
+same map. Rules for a pixel x with disparity d where x < d (its match would fall left of the right
 view): `neighbour` takes the nearest pixel to its right on the row that is seen; `larger` the larger of
-the two (infer's); `smaller` the smaller (Middlebury's background fill). EPE / bad-2 / bad-3 over every
-pixel with ground truth, and over the strip alone (pixels whose true match is out of view).
---picture writes, for the first scene of each size and each Motorcycle size, one row: left | ground
-truth | the network's map | with infer's rule | the two errors (0-5 px).
+the two; `smaller` the smaller (Middlebury's background fill); then `larger` followed by a 3x3 median
+(infer's) or a 5x5 one. EPE / bad-2 / bad-3 over every pixel with ground truth, and over the strip
+alone (pixels whose true match is out of view). --picture writes, for the first scene of each size and
+each Motorcycle size, one row: left | ground truth | the network's map | cleaned as infer cleans it |
+the two errors (0-5 px).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bench_scale import resized_scene
 
 from stereokit.data.real_pairs import motorcycle
 from stereokit.data.sceneflow import load_sample, read_split
+from stereokit.engine.cleanup import clean_disparity
 from stereokit.engine.metrics import BenchmarkMetrics
 from stereokit.engine.plots import colorize, write_png
 from stereokit.engine.out_of_view import nearest_valid, out_of_view, raise_out_of_view
@@ -47,8 +49,10 @@ def _towards_neighbour(pick: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> 
 RULES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "none (the network's values)": lambda d: d,
     "neighbour": _towards_neighbour(lambda own, seen: seen),
-    "larger (infer's)": raise_out_of_view,
+    "larger": raise_out_of_view,
     "smaller": _towards_neighbour(np.minimum),
+    "larger, 3x3 median (infer's)": clean_disparity,
+    "larger, 5x5 median": lambda d: cv2.medianBlur(raise_out_of_view(d), 5),
 }
 
 
@@ -76,8 +80,8 @@ def score(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, flo
 
 
 def picture_row(left: np.ndarray, disp: np.ndarray, gt: np.ndarray, width: int = 320) -> np.ndarray:
-    """left | ground truth | network | infer's rule | |error| of each (0-5 px), each panel `width` wide."""
-    fixed, valid = raise_out_of_view(disp), gt > 0
+    """left | ground truth | network | cleaned as infer cleans it | |error| of each (0-5 px), each panel `width` wide."""
+    fixed, valid = clean_disparity(disp), gt > 0
     vmax = float(gt[valid].max())
     panels = [left, colorize(np.where(valid, gt, np.nan), vmax), colorize(disp, vmax), colorize(fixed, vmax)]
     panels += [colorize(np.where(valid, np.abs(d - gt), np.nan), 5.0, cv2.COLORMAP_HOT) for d in (disp, fixed)]
@@ -95,14 +99,14 @@ def main() -> None:
     parser.add_argument("--picture", type=Path, default=None, help="write the picture here (a .png)")
     args = parser.parse_args()
     predictor = open_predictor(args.model)
-    predictor.view_fill = False
+    predictor.raw = True
     samples, _ = read_split(args.data, "test")
     samples = samples[: args.pairs or None]
     sizes = [float(s) for s in args.sizes.split(",")]
     real = [s for s in args.real_sizes.split(",") if s]
     tables: dict[str, dict[str, dict[str, float]]] = {}
     rows: list[np.ndarray] = []
-    with progress_bar("bench_out_of_view", len(sizes) * len(samples) + len(real)) as advance:
+    with progress_bar("bench_cleanup", len(sizes) * len(samples) + len(real)) as advance:
         for size in sizes:
             pairs = []
             for sample in samples:
