@@ -6,8 +6,8 @@ against OpenCV's filled SGBM on Middlebury's Motorcycle, at scikit-image's size 
     python benchmarks/bench_real.py --model runs/demo/compile/model.hbm --pictures docs/images
 
 EPE, bad-2 and bad-3 over every pixel with ground truth (per image; one image per row). The models run
-as infer runs them (--scale auto: stereokit/engine/input_scale.py), and the float model once more at
-the pair's own size; SGBM at the pair's own size and at the float model's auto scale (the better of
+as infer runs them (--scale auto: stereokit/engine/input_scale.py; cleaned: stereokit/engine/cleanup.py),
+and the float model once more raw (not cleaned), with --multiscale, and at the pair's own size; SGBM at the pair's own size and at the float model's auto scale (the better of
 the two is the bar). A compiled model has one input size and pads every pair to it, which moves the
 prediction near the bottom and right edges: the run's float model padded the same way is the row to
 hold it to. Pictures: left | ground truth | SGBM | stereokit | stereokit's error (0-5 px).
