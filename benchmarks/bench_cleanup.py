@@ -33,24 +33,16 @@ from stereokit.data.sceneflow import load_sample, read_split
 from stereokit.engine.cleanup import clean_disparity
 from stereokit.engine.metrics import BenchmarkMetrics
 from stereokit.engine.plots import colorize, write_png
-from stereokit.engine.out_of_view import nearest_valid, out_of_view, raise_out_of_view
+from stereokit.engine.out_of_view import out_of_view, raise_out_of_view, toward_seen_neighbour
 from stereokit.progress import progress_bar
 from stereokit.services.predictors import open_predictor
 
 
-def _towards_neighbour(pick: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    def rule(disp: np.ndarray) -> np.ndarray:
-        hidden = out_of_view(disp)
-        neighbour, found = nearest_valid(disp, ~hidden, "right")
-        return np.where(hidden & found, pick(disp, neighbour), disp)
-    return rule
-
-
 RULES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "none (the network's values)": lambda d: d,
-    "neighbour": _towards_neighbour(lambda own, seen: seen),
+    "neighbour": lambda d: toward_seen_neighbour(d, lambda own, seen: seen),
     "larger": raise_out_of_view,
-    "smaller": _towards_neighbour(np.minimum),
+    "smaller": lambda d: toward_seen_neighbour(d, np.minimum),
     "larger, 3x3 median (infer's)": clean_disparity,
     "larger, 5x5 median": lambda d: cv2.medianBlur(raise_out_of_view(d), 5),
 }

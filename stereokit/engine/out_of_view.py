@@ -16,6 +16,8 @@ applies it through stereokit/engine/cleanup.py.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 
@@ -40,9 +42,14 @@ def out_of_view(disp: np.ndarray) -> np.ndarray:
     return np.arange(disp.shape[1])[None, :] < disp
 
 
-def raise_out_of_view(disp: np.ndarray) -> np.ndarray:
-    """Each pixel the right view cannot see takes the nearest seen disparity to its right on its row
-    when that is larger; the rest is returned as it was (a new array)."""
+def toward_seen_neighbour(disp: np.ndarray, pick: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Each pixel the right view cannot see becomes pick(its value, the nearest seen disparity to its
+    right on its row); a row with no seen pixel, and every seen pixel, stay as they were (a new array)."""
     hidden = out_of_view(disp)
     neighbour, found = nearest_valid(disp, ~hidden, "right")
-    return np.where(hidden & found, np.maximum(disp, neighbour), disp).astype(disp.dtype, copy=False)
+    return np.where(hidden & found, pick(disp, neighbour), disp).astype(disp.dtype, copy=False)
+
+
+def raise_out_of_view(disp: np.ndarray) -> np.ndarray:
+    """infer's rule: the larger of a hidden pixel's own value and its row's nearest seen one."""
+    return toward_seen_neighbour(disp, np.maximum)

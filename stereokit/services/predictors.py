@@ -74,9 +74,9 @@ class PairPredictor:
                 return first, f"{how}; {note}"
         else:
             u, note = self.scale, f"--scale {self.scale:g}"
-        self.last_scale = scaled_size(h, w, u)[1] / w
+        size = scaled_size(h, w, u)
+        self.last_scale = size[1] / w
         if not self.multiscale:
-            size = scaled_size(h, w, u)
             disp, how = self.run(resize_view(left_bgr, size), resize_view(right_bgr, size))
             return disparity_back(disp, (h, w)), f"resized {w}x{h} to {size[1]}x{size[0]} ({note}), then {how}"
         maps, sizes = [], []
